@@ -1,0 +1,1 @@
+"""jnp image operations: MATLAB imresize, colour conversions, blur kernels and degradations."""
