@@ -1,0 +1,178 @@
+r"""Benchmark evaluation with the papers' protocol.
+
+  python -m jsr.evaluate --method=bicubic --data=../shared/data/benchmarks/Set5 --scale=4
+  python -m jsr.evaluate --workdir=/tmp/selfsup_x2 --data=../shared/data/benchmarks/Set5 --scale=2
+
+Each HR image is cropped to a multiple of the scale, its LR input is made by MATLAB bicubic (uint8
+path), the method upsamples it back, and Y-PSNR/SSIM are computed with `scale` pixels shaved.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from jsr import io as jio
+from jsr import metrics
+from jsr.ops.resize import imresize
+
+INTERPOLATIONS = ("bicubic", "bilinear", "lanczos2", "lanczos3", "nearest")
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def make_lr(hr, scale: int):
+  """LR input of the benchmark protocol: MATLAB bicubic on the uint8 image."""
+  return imresize(hr, 1.0 / scale, quantize=True)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _score(sr, hr, scale: int):
+  sr = metrics.quantize(jnp.clip(sr, 0.0, 1.0))
+  return (metrics.psnr(sr, hr, shave=scale)[0], metrics.ssim(sr, hr, shave=scale)[0])
+
+
+def interpolation_fn(kernel: str, scale: int) -> Callable:
+  """sr_fn for a classical interpolation (MATLAB's kernels), quantised like a saved PNG."""
+  kernel = {"bicubic": "cubic", "nearest": "box"}.get(kernel, kernel)
+  return jax.jit(lambda lr: imresize(lr, scale, kernel=kernel, quantize=True))
+
+
+def check_size(path: str, shape: Sequence[int], scale: int) -> None:
+  h, w = shape[:2]
+  # After modcrop and shaving `scale` pixels per border, SSIM needs an 11x11 window.
+  need = max(11 + 2 * scale, 2 * scale)
+  if h < scale or w < scale:
+    raise jio.ImageError(f"{path}: image {h}x{w} is smaller than the scale {scale}")
+  if h - h % scale < need or w - w % scale < need:
+    raise jio.ImageError(f"{path}: image {h}x{w} is too small to evaluate at x{scale} "
+                         f"(needs at least {need}x{need})")
+
+
+def evaluate_images(sr_fn: Callable, paths: Sequence[str], scale: int, *,
+                    skip_bad: bool = False, log: Callable[[str], None] | None = print,
+                    keep_outputs: bool = False) -> dict:
+  """Y-PSNR/SSIM of `sr_fn` over HR images; returns {"per_image": [...], "mean": {...}}.
+
+  `sr_fn(lr)` takes (1, h, w, C) float32 and returns (1, h*s, w*s, C). Unreadable or too-small
+  images raise jio.ImageError naming the file, or are reported and left out with `skip_bad`.
+  """
+  rows, skipped, outputs = [], [], []
+  for path in paths:
+    try:
+      img = jio.load_image(path)
+      check_size(path, img.image.shape, scale)
+    except jio.ImageError as e:
+      if not skip_bad:
+        raise
+      skipped.append({"image": path, "error": str(e)})
+      if log:
+        log(f"warning: skipped {e}")
+      continue
+    hr = jnp.asarray(jio.modcrop(img.image, scale))[None]
+    lr = make_lr(hr, scale)
+    sr = sr_fn(lr)
+    if sr.shape != hr.shape:
+      raise ValueError(f"{path}: the method returned {sr.shape} for LR {lr.shape}; expected "
+                       f"{hr.shape}")
+    psnr, ssim = (float(v) for v in _score(sr, hr, scale))
+    rows.append({"image": Path(path).name, "height": int(hr.shape[1]), "width": int(hr.shape[2]),
+                 "psnr_y": psnr, "ssim_y": ssim})
+    if keep_outputs:
+      outputs.append((np.asarray(lr[0]), np.asarray(sr[0]), np.asarray(hr[0])))
+    if log:
+      log(f"  {Path(path).name:<28s} {hr.shape[1]:>5d}x{hr.shape[2]:<5d} "
+          f"{psnr:8.3f} dB  {ssim:.4f}")
+  if not rows:
+    raise jio.ImageError(f"no usable images among {len(paths)} file(s)")
+  mean = {"psnr_y": float(np.mean([r["psnr_y"] for r in rows])),
+          "ssim_y": float(np.mean([r["ssim_y"] for r in rows]))}
+  result = {"scale": scale, "num_images": len(rows), "mean": mean, "per_image": rows,
+            "skipped": skipped}
+  if keep_outputs:
+    result["outputs"] = outputs
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+# ---------------------------------------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """CLI flags; defined on demand so importing this module (the engine does) defines none."""
+  flags.DEFINE_string("method", "bicubic", f"Interpolation baseline, one of {INTERPOLATIONS}; "
+                      "ignored when --workdir is given.")
+  flags.DEFINE_string("workdir", None, "A training run's workdir: evaluate its latest checkpoint.")
+  flags.DEFINE_string("data", None, "Folder of HR images, a single image, or 'samples' (the photos "
+                      "bundled in scikit-image).")
+  flags.DEFINE_integer("scale", None, "Upscaling factor.")
+  flags.DEFINE_string("output", None, "Write per-image and mean results to this JSON file.")
+  flags.DEFINE_bool("skip_bad", False, "Warn about unreadable or too-small images instead of "
+                    "failing.")
+  flags.DEFINE_bool("self_ensemble", False, "x8 geometric self-ensemble (trained models only).")
+
+
+def _fail(msg: str) -> None:
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  del argv
+  if FLAGS.data is None or FLAGS.scale is None:
+    _fail("--data and --scale are required")
+  if FLAGS.scale < 1:
+    _fail(f"--scale must be >= 1, got {FLAGS.scale}")
+  t0 = time.perf_counter()
+  try:
+    paths = jio.list_images(FLAGS.data)
+  except FileNotFoundError as e:
+    _fail(str(e))
+  if FLAGS.workdir:
+    from jsr import inference  # Only trained-model evaluation needs the method machinery.
+    try:
+      sr_fn, name = inference.load_sr_fn(FLAGS.workdir, FLAGS.scale, FLAGS.self_ensemble)
+    except (FileNotFoundError, ValueError) as e:
+      _fail(str(e))
+  else:
+    if FLAGS.method not in INTERPOLATIONS:
+      _fail(f"--method must be one of {INTERPOLATIONS}, got {FLAGS.method!r}")
+    if FLAGS.self_ensemble:
+      _fail("--self_ensemble needs a trained model (--workdir)")
+    sr_fn, name = interpolation_fn(FLAGS.method, FLAGS.scale), FLAGS.method
+  print(f"{name} x{FLAGS.scale} on {FLAGS.data} ({len(paths)} images), Y channel, "
+        f"shave {FLAGS.scale}:")
+  try:
+    result = evaluate_images(sr_fn, paths, FLAGS.scale, skip_bad=FLAGS.skip_bad)
+  except jio.ImageError as e:
+    _fail(f"{e}{'' if FLAGS.skip_bad else ' (use --skip_bad to leave such files out)'}")
+  m = result["mean"]
+  print(f"  {'mean':<28s} {'':11s} {m['psnr_y']:8.3f} dB  {m['ssim_y']:.4f}")
+  elapsed = time.perf_counter() - t0
+  print(f"done in {elapsed:.1f} s")
+  result.update(method=name, data=str(FLAGS.data), seconds=elapsed)
+  if FLAGS.output:
+    Path(FLAGS.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(FLAGS.output).write_text(json.dumps(result, indent=2))
+    print(f"wrote {FLAGS.output}")
+
+
+def run():
+  define_flags()
+  logging.set_verbosity(logging.WARNING)
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

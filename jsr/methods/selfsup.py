@@ -1,0 +1,132 @@
+"""Self-supervised blind SR: train on LR observations only, never on HR.
+
+The network f maps an observed LR image y to HR' = f(y). HR' is degraded with the (assumed) kernel k
+and scale s, and must reproduce the observation (the consistency term):
+
+    L = alpha * L2(y, y') + beta * (1 - SSIM(y, y')) + gamma * TV(HR') + delta * L2(f(D(y)), y),
+    y' = D(f(y)) = down_s(f(y) * k)
+
+The last term is the classical "pair" term (ZSSR-style): the observation is degraded once more and
+the network learns to undo that, i.e. it learns SR one octave lower. Both can be combined; the
+comparison is in docs/selfsup.md.
+
+Method interface used by jsr.train: init / train_step / predict.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from jsr import losses
+from jsr.models import selfsup_net
+from jsr.ops import degrade as degrade_ops
+
+TrainState = train_state.TrainState
+
+
+def create_model(config: ml_collections.ConfigDict):
+  return selfsup_net.Model(variant=config.model.variant, scale=config.scale,
+                           dtype=jnp.dtype(config.model.dtype))
+
+
+def make_kernel(deg: ml_collections.ConfigDict):
+  """The blur kernel k of the degradation model, or None for plain MATLAB bicubic."""
+  if deg.kernel == "bicubic":
+    return None
+  if deg.kernel == "gaussian":
+    return degrade_ops.gaussian_kernel(deg.kernel_size, deg.sigma, deg.sigma2 or None, deg.theta)
+  if deg.kernel == "file":
+    return degrade_ops.load_kernel(deg.kernel_file)
+  raise ValueError(f"config.degradation.kernel must be bicubic, gaussian or file, "
+                   f"got {deg.kernel!r}")
+
+
+def make_degradation(config: ml_collections.ConfigDict):
+  """jnp function hr -> lr implementing down_s(hr * k) with the configured kernel and sampling."""
+  deg = config.degradation
+  kernel = make_kernel(deg)
+  mode = "bicubic" if kernel is None else deg.downsample
+  return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=mode)
+
+
+def _check(config, patch: int):
+  s = config.scale
+  if patch % s:
+    raise ValueError(f"config.data.patch_size={patch} must be a multiple of config.scale={s}")
+  inner = patch - 2 * config.loss.margin
+  if config.loss.beta > 0 and inner < 11:
+    raise ValueError(f"config.data.patch_size={patch} minus 2*config.loss.margin leaves {inner} "
+                     "pixels; SSIM needs at least 11")
+  if config.loss.delta > 0 and patch // s < 4:
+    raise ValueError(f"config.data.patch_size={patch} is too small for the pair term at x{s}")
+
+
+def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
+  from jsr import optim  # The engine's optimizer factory (shared by all methods).
+  patch = batch["image"].shape[1]
+  _check(config, patch)
+  model = create_model(config)
+  dummy = jnp.zeros((1, patch, patch, 3), jnp.float32)
+  params = jax.jit(model.init)(rng, dummy)["params"]
+  tx = optim.make_optimizer(config.optim, config.total_steps)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def _to_float(image):
+  if image.dtype == jnp.uint8:
+    return image.astype(jnp.float32) / 255.0
+  return image.astype(jnp.float32)
+
+
+def _crop(x, m: int):
+  return x if m == 0 else x[:, m:-m, m:-m, :]
+
+
+def loss_terms(params, apply_fn, lr, config, degrade_fn):
+  """All loss terms for a batch of LR observations; returns (total, {term: value})."""
+  c = config.loss
+  terms = {}
+  total = 0.0
+  if c.alpha > 0 or c.beta > 0 or c.gamma > 0:
+    hr_pred = apply_fn({"params": params}, lr)
+    lr_pred = degrade_fn(hr_pred)
+    # The observation's border pixels depend on HR pixels outside the patch; leave them out.
+    y, y_pred = _crop(lr, c.margin), _crop(lr_pred, c.margin)
+    if c.alpha > 0:
+      terms["l2"] = losses.l2(y_pred, y)
+      total += c.alpha * terms["l2"]
+    if c.beta > 0:
+      terms["dssim"] = losses.dssim(y_pred, y)
+      total += c.beta * terms["dssim"]
+    if c.gamma > 0:
+      terms["tv"] = losses.tv(hr_pred)
+      total += c.gamma * terms["tv"]
+  if c.delta > 0:
+    # Degrade the observation once more and learn to undo it (one octave lower).
+    lr_down = degrade_fn(lr)
+    terms["pair_l2"] = losses.l2(apply_fn({"params": params}, lr_down), lr)
+    total += c.delta * terms["pair_l2"]
+  return total, terms
+
+
+def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict):
+  del rng  # The loss has no randomness; kept for the engine's uniform interface.
+  lr = _to_float(batch["image"])
+  degrade_fn = make_degradation(config)
+
+  def loss_fn(params):
+    return loss_terms(params, state.apply_fn, lr, config, degrade_fn)
+
+  (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads)
+  metrics = {"loss": loss, **terms, "grad_norm": optax.global_norm(grads)}
+  return new_state, metrics
+
+
+def predict(state: TrainState, lr, config: ml_collections.ConfigDict):
+  del config
+  return state.apply_fn({"params": state.params}, lr.astype(jnp.float32))

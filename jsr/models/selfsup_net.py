@@ -1,0 +1,70 @@
+"""The self-supervised method's network: a post-upsampling residual CNN with a bicubic skip.
+
+    sr = bicubic(lr) + PixelShuffle(conv(body(head(lr))))
+
+All convolutions run at LR resolution (cheap), the sub-pixel layer does the upsampling, and the
+output layer starts at zero so an untrained network is exactly MATLAB bicubic: training can only
+move away from the bicubic baseline where the loss asks for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dm_pix as pix
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jsr.ops.resize import imresize
+
+VARIANTS = {
+    "tiny": dict(features=8, blocks=1),     # 2.9K params at x2; for tests
+    "small": dict(features=32, blocks=4),   # 85K params at x2
+    "base": dict(features=64, blocks=8),    # 0.60M params at x2
+    "large": dict(features=64, blocks=16),  # 1.19M params at x2
+}
+
+
+class ResBlock(nn.Module):
+  features: int
+  res_scale: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.Conv(self.features, (3, 3), dtype=self.dtype)(x)
+    y = nn.relu(y)
+    y = nn.Conv(self.features, (3, 3), dtype=self.dtype)(y)
+    return x + self.res_scale * y
+
+
+class SelfSupNet(nn.Module):
+  """LR (N, h, w, C) in [0, 1] -> SR (N, h*s, w*s, C), not clipped."""
+  scale: int
+  features: int = 32
+  blocks: int = 4
+  res_scale: float = 1.0
+  channels: int = 3
+  dtype: Any = jnp.float32  # computation dtype; params stay float32
+
+  @nn.compact
+  def __call__(self, lr, train: bool = False):
+    del train  # no batch norm or dropout
+    x = nn.Conv(self.features, (3, 3), dtype=self.dtype, name="head")(lr)
+    skip = x
+    for i in range(self.blocks):
+      x = ResBlock(self.features, self.res_scale, self.dtype, name=f"block_{i}")(x)
+    x = nn.Conv(self.features, (3, 3), dtype=self.dtype, name="body_out")(x) + skip
+    x = nn.Conv(self.channels * self.scale**2, (3, 3), dtype=self.dtype,
+                kernel_init=nn.initializers.zeros, name="tail")(x)
+    residual = pix.depth_to_space(x, self.scale).astype(jnp.float32)
+    return imresize(lr.astype(jnp.float32), self.scale) + residual
+
+
+def Model(*, variant: str | None = None, scale: int, **kw) -> SelfSupNet:  # noqa: N802
+  """SelfSupNet from a VARIANTS name, with keyword overrides (features=, blocks=, dtype=)."""
+  if variant is not None:
+    if variant not in VARIANTS:
+      raise ValueError(f"selfsup_net: unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+    kw = {**VARIANTS[variant], **kw}
+  return SelfSupNet(scale=scale, **kw)
