@@ -1,0 +1,1 @@
+"""Training methods: each module provides init / train_step / predict (see jsr/train.py)."""
