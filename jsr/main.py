@@ -6,6 +6,8 @@ Any config key can be overridden, e.g. `--config.total_steps=1000`; unknown keys
 from absl import app
 from absl import flags
 from absl import logging
+import sys
+
 import jax
 from ml_collections import config_flags
 
@@ -15,6 +17,20 @@ config_flags.DEFINE_config_file("config", None, "Training config file (configs/<
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics and images go here; a run resumes from "
                     "the latest checkpoint in it.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a one-line error instead of a traceback for an unknown config key."""
+  try:
+    return FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
+    while e.args and isinstance(e.args[0], BaseException):  # ml_collections nests its KeyError.
+      e = e.args[0]
+    msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+    print(f"error: a --config.* override names a key the config does not define: {msg}\n"
+          f"  overrides: {overrides}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv):
@@ -33,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -123,13 +123,17 @@ def make_train_step(method: types.ModuleType, config: ml_collections.ConfigDict,
                  out_shardings=(replicated(mesh), replicated(mesh)), donate_argnums=0)
 
 
-def make_sr_fn(method: types.ModuleType, config: ml_collections.ConfigDict,
-               mesh: jax.sharding.Mesh, state: PyTree) -> Callable:
-  """lr (1, h, w, C) -> sr (1, h*s, w*s, C) with the current state; gray images go through the
-  RGB model as three equal channels and come back as their mean."""
-  predict = jax.jit(functools.partial(method.predict, config=config),
-                    in_shardings=(replicated(mesh), replicated(mesh)),
-                    out_shardings=replicated(mesh))
+def make_predict(method: types.ModuleType, config: ml_collections.ConfigDict,
+                 mesh: jax.sharding.Mesh) -> Callable:
+  """(state, lr) -> sr, jitted once per run (it compiles once per eval image shape)."""
+  return jax.jit(functools.partial(method.predict, config=config),
+                 in_shardings=(replicated(mesh), replicated(mesh)),
+                 out_shardings=replicated(mesh))
+
+
+def make_sr_fn(predict: Callable, mesh: jax.sharding.Mesh, state: PyTree) -> Callable:
+  """lr (1, h, w, C) -> sr (1, h*s, w*s, C) with `state`; gray images go through the RGB model
+  as three equal channels and come back as their mean."""
 
   def sr_fn(lr):
     gray = lr.shape[-1] == 1
@@ -159,14 +163,13 @@ def _flat_shapes(tree: PyTree) -> dict[str, tuple]:
 
 
 def _describe_mismatch(saved: dict[str, tuple], model: dict[str, tuple], limit: int = 8) -> str:
-  lines = []
-  for k in sorted(set(saved) | set(model)):
-    if k not in model:
-      lines.append(f"  {k}: in the checkpoint {saved[k]}, not in the model")
-    elif k not in saved:
-      lines.append(f"  {k}: in the model {model[k]}, not in the checkpoint")
-    elif saved[k] != model[k]:
-      lines.append(f"  {k}: checkpoint {saved[k]} vs model {model[k]}")
+  """Differing shapes first (the usual cause: another variant), then missing entries."""
+  lines = [f"  {k}: checkpoint {saved[k]} vs model {model[k]}"
+           for k in sorted(set(saved) & set(model)) if saved[k] != model[k]]
+  lines += [f"  {k}: in the checkpoint {saved[k]}, not in the model"
+            for k in sorted(set(saved) - set(model))]
+  lines += [f"  {k}: in the model {model[k]}, not in the checkpoint"
+            for k in sorted(set(model) - set(saved))]
   more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
   return "\n".join(lines[:limit]) + more
 
@@ -186,7 +189,9 @@ def restore_checkpoint(manager: ocp.CheckpointManager, step: int, state: PyTree,
   try:
     return manager.restore(step, args=ocp.args.StandardRestore(abstract))
   except ValueError as e:  # Optimizer state or other fields of a different shape.
-    raise CheckpointMismatchError(f"{hint}\n{e}") from e
+    # Drop orbax's advice to restore partially: that would silently mix two models.
+    detail = "\n".join(l for l in str(e).splitlines() if "partial_restore" not in l)
+    raise CheckpointMismatchError(f"{hint}\n{detail}") from e
 
 
 # ------------------------------------------------------------------------------------------------
@@ -355,8 +360,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
   method = load_method(config.method)
   check_batch_size(config.data.batch_size)
   mesh = make_mesh()
-  save_config(config, workdir)
-  writer = make_writer(workdir)
   eval_sets = parse_eval_sets(config.eval.sets)  # Fail on a bad path now, not hours later.
   lr_schedule = None
   if "optim" in config:  # Methods with one optimizer use jsr.optim; log its learning rate.
@@ -385,9 +388,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     logging.info("Already trained to step %d >= config.total_steps.", start_step)
     manager.close()
     return state
+  save_config(config, workdir)  # After the checkpoint check: a failed resume changes nothing.
+  writer = make_writer(workdir)
   if parameter_overview is not None:
     parameter_overview.log_parameter_overview(state.params)
   train_step = make_train_step(method, config, mesh, train_rng)
+  predict = make_predict(method, config, mesh)
 
   # --- Loop. ---
   report = make_progress(config.total_steps, writer)
@@ -420,7 +426,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
         with report.timed("eval"):
           if bicubic is None:
             bicubic = run_bicubic_baseline(eval_sets, config.scale, writer, step)
-          run_eval(make_sr_fn(method, config, mesh, state), eval_sets, config.scale, writer,
+          run_eval(make_sr_fn(predict, mesh, state), eval_sets, config.scale, writer,
                    step, workdir, bicubic)
   finally:
     # Let an in-flight save finish even when we stop on an error: it is the last good state.
