@@ -39,9 +39,12 @@ def main(argv):
   config = FLAGS.config
   if config.distributed:
     jax.distributed.initialize()  # Multi-host: coordinator and process ids from the environment.
-  # Hide GPUs/TPUs from TensorFlow (input pipeline only) before anything imports it.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # TF only writes summaries / reads tfds here; it must not take GPU memory that JAX needs.
+    tf.config.set_visible_devices([], "GPU")
+  except ImportError:
+    pass  # The GPU machines have no TensorFlow; nothing in training needs it.
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
   from jsr import train  # pylint: disable=g-import-not-at-top

@@ -40,11 +40,14 @@ import orbax.checkpoint as ocp
 from jsr import io as jio
 
 try:
-  from clu import metric_writers
   from clu import parameter_overview
+except ImportError:
+  parameter_overview = None
+try:
+  from clu import metric_writers
   from clu import periodic_actions
 except ImportError:  # clu's writers import TensorFlow + TensorBoard, absent on the GPU machines.
-  metric_writers = parameter_overview = periodic_actions = None
+  metric_writers = periodic_actions = None
 
 PyTree = Any
 
