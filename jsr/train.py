@@ -338,6 +338,31 @@ def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int
   return scalars, outputs
 
 
+def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer,
+                         step: int) -> dict[str, Any]:
+  """Bicubic scores (logged once per run start) and images (for the grids)."""
+  from jsr import evaluate
+  scalars, outputs = evaluate_sets(evaluate.interpolation_fn("bicubic", scale), sets, scale)
+  writer.write_scalars(step, {k.replace("/psnr_y", "/bicubic_psnr_y")
+                              .replace("/ssim_y", "/bicubic_ssim_y"): v
+                              for k, v in scalars.items()})
+  return outputs
+
+
+def run_eval(sr_fn: Callable, sets: dict[str, list[str]], scale: int, writer, step: int,
+             workdir: str, bicubic: dict[str, Any]) -> dict[str, float]:
+  """Scores of the current model (logged) and a grid per image under workdir/images/step_N."""
+  scalars, outputs = evaluate_sets(sr_fn, sets, scale)
+  writer.write_scalars(step, scalars)
+  if jax.process_index() == 0:
+    for name, items in outputs.items():
+      for (image_name, (lr, sr, hr)), (_, (_, bic, _)) in zip(items, bicubic[name]):
+        path = os.path.join(workdir, "images", f"step_{step}",
+                            f"{name}_{Path(image_name).stem}.png")
+        save_grid(path, lr, bic, sr, hr, scale)
+  return scalars
+
+
 # ------------------------------------------------------------------------------------------------
 # The loop.
 # ------------------------------------------------------------------------------------------------
@@ -354,10 +379,30 @@ def _peek(it: Iterator) -> tuple[Any, Iterator]:
   return first, itertools.chain([first], it)
 
 
+def restore_or_init(method: types.ModuleType, config: ml_collections.ConfigDict, workdir: str,
+                    manager: ocp.CheckpointManager, rng: jax.Array) -> tuple[PyTree, Iterator]:
+  """The state (restored from the latest checkpoint, else fresh) and the batches that follow it."""
+  from jsr import data as data_lib  # Lazily: decoding needs PIL, tfds sources need TensorFlow.
+  start_step = manager.latest_step() or 0
+  images, _ = data_lib.load_images(config.data.train, config.data.patch_size,
+                                   config.data.tfds_data_dir)
+  # Batches are a function of the step: resuming is starting the range at start_step. (A finished
+  # run still reads one batch, the last, for init's shapes.)
+  train_iter = data_lib.get_train_iterator(
+      config, min(start_step, config.total_steps - 1), images)
+  first_batch, train_iter = _peek(train_iter)  # init sees the shapes the steps will see.
+  state = method.init(config, rng, first_batch)
+  if start_step:
+    state = restore_checkpoint(manager, start_step, state, workdir)
+    logging.info("Resumed from %s at step %d.", manager.directory, start_step)
+    if int(jax.device_get(state.step)) != start_step:
+      raise CheckpointMismatchError(f"Checkpoint {start_step} in {workdir} holds state.step="
+                                    f"{int(jax.device_get(state.step))}")
+  return state, train_iter
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTree:
   """Train `config.method` to config.total_steps, resuming from workdir; returns the state."""
-  from jsr import data as data_lib  # Lazily: the only TensorFlow import.
-
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   method = load_method(config.method)
@@ -369,24 +414,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     from jsr import optim
     lr_schedule = optim.make_schedule(config.optim, config.total_steps)
 
-  # --- State: init, then resume from the latest checkpoint if there is one. ---
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   manager = make_checkpoint_manager(workdir, config)
-  start_step = manager.latest_step() or 0
-  # The data pipeline is a function of the step: resuming is starting the range at start_step.
-  images, _ = data_lib.load_images(config.data.train, config.data.patch_size,
-                                   config.data.tfds_data_dir)
-  train_iter = data_lib.get_train_iterator(
-      config, min(start_step, config.total_steps - 1), images)
-  first_batch, train_iter = _peek(train_iter)  # init sees the shapes the steps will see.
-  state = method.init(config, init_rng, first_batch)
-  if start_step:
-    state = restore_checkpoint(manager, start_step, state, workdir)
-    logging.info("Resumed from %s at step %d.", manager.directory, start_step)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  try:
+    state, train_iter = restore_or_init(method, config, workdir, manager, init_rng)
+  except BaseException:
+    manager.close()
+    raise
   state = jax.device_put(state, replicated(mesh))
-  if int(jax.device_get(state.step)) != start_step:
-    raise ValueError(f"Checkpoint {start_step} in {workdir} holds state.step="
-                     f"{int(jax.device_get(state.step))}")
+  start_step = int(jax.device_get(state.step))
   if start_step >= config.total_steps:
     logging.info("Already trained to step %d >= config.total_steps.", start_step)
     manager.close()
@@ -437,27 +473,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     manager.close()
     writer.flush()
   return state
-
-
-def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer, step: int) -> dict[str, Any]:
-  """Bicubic scores (logged once per run start) and images (for the grids)."""
-  from jsr import evaluate
-  scalars, outputs = evaluate_sets(evaluate.interpolation_fn("bicubic", scale), sets, scale)
-  writer.write_scalars(step, {k.replace("/psnr_y", "/bicubic_psnr_y")
-                              .replace("/ssim_y", "/bicubic_ssim_y"): v
-                              for k, v in scalars.items()})
-  return outputs
-
-
-def run_eval(sr_fn: Callable, sets: dict[str, list[str]], scale: int,
-             writer, step: int, workdir: str,
-             bicubic: dict[str, Any]) -> dict[str, float]:
-  scalars, outputs = evaluate_sets(sr_fn, sets, scale)
-  writer.write_scalars(step, scalars)
-  if jax.process_index() == 0:
-    for name, items in outputs.items():
-      for (image_name, (lr, sr, hr)), (_, (_, bic, _)) in zip(items, bicubic[name]):
-        path = os.path.join(workdir, "images", f"step_{step}",
-                            f"{name}_{Path(image_name).stem}.png")
-        save_grid(path, lr, bic, sr, hr, scale)
-  return scalars

@@ -288,3 +288,18 @@ def test_optimizer_schedules_follow_their_formulas():
   # sgd: the gradient clipped to norm 1 (0.5 each), then + 0.1 * w (L2 after clipping, as
   # PyTorch's clip_grad_norm_ + SGD(weight_decay) do): 4 x 0.6 -> norm 1.2, times lr.
   assert float(np.linalg.norm(updates["w"])) == pytest.approx(1.2e-3, rel=1e-5)
+
+
+def test_without_clu_writers_metrics_go_to_log_and_jsonl(tmp_path, monkeypatch):
+  # The GPU machines have no TensorFlow, so clu.metric_writers cannot be imported there.
+  monkeypatch.setattr(train, "metric_writers", None)
+  monkeypatch.setattr(train, "periodic_actions", None)
+  writer = train.make_writer(str(tmp_path))
+  writer.write_scalars(3, {"train/loss": np.float32(0.25)})
+  writer.write_images(3, {"x": np.zeros((1, 2, 2, 3))})  # Ignored, not an error.
+  writer.flush()
+  assert train.read_metrics(str(tmp_path)) == [{"step": 3, "train/loss": 0.25}]
+  progress = train.make_progress(10, writer)
+  with progress.timed("eval"):
+    for step in range(1, 11):
+      progress(step)
