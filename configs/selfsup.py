@@ -69,7 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = ""
   config.data.patch_size = 48  # LR observation patches
   config.data.batch_size = 16
-  config.data.augment = True
+  config.data.augment = True  # random flips and 90-degree rotations
+  config.data.backend = "auto"  # "tf" (tf.data), "numpy" (threads; no TensorFlow needed), "auto"
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = "adamax"  # as in the seed paper

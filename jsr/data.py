@@ -5,9 +5,12 @@ crop, which flip/rotation) comes from a numpy Generator seeded with (seed, step)
 at step k reads exactly the batches a straight-through run would, with no iterator state to
 checkpoint, and any number of hosts cut the same global batch into their own rows.
 
-The crops are numpy, not tf.data: the GPU machines have no TensorFlow, and one numpy gather per
-batch is as fast as tf.data's (about 10k 96x96 patches/s per core, scripts/bench_input.py).
-TensorFlow is only imported, here and lazily, for the `tfds:` source.
+The crops themselves are one numpy gather per batch (about 10k 96x96 patches/s per core,
+scripts/bench_input.py). Running them ahead of the train step is tf.data's job
+(`data.backend="tf"`: `Dataset.range(step).map(...).prefetch`, parallel and autotuned) or, where
+TensorFlow is not installed (the GPU machines we benchmark on have JAX but no TensorFlow), a small
+thread pool (`"numpy"`). Both yield identical batches; `"auto"` takes tf.data when it imports.
+TensorFlow is imported here only, lazily, and never sees a GPU.
 
 Sources (`config.data.train`, comma-separated, a bare path counts as a folder):
   folder:DIR           image files under DIR, recursively (jsr.io.list_images)
@@ -199,7 +202,44 @@ def get_train_iterator(config: ml_collections.ConfigDict, start_step: int = 0,
   pool = make_pool(images)
   make = lambda step: make_batch(pool, config.seed, step, d.batch_size, d.patch_size, d.augment,
                                  rows)
-  steps = iter(range(start_step, config.total_steps))
+  if _use_tf(d.backend):
+    return _tf_iterator(make, start_step, config.total_steps, d.patch_size)
+  return _thread_iterator(make, start_step, config.total_steps, num_threads, prefetch)
+
+
+def _use_tf(backend: str) -> bool:
+  if backend not in ("auto", "tf", "numpy"):
+    raise ValueError(f"data.backend must be auto, tf or numpy, got {backend!r}")
+  if backend == "numpy":
+    return False
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError:
+    if backend == "tf":
+      raise ValueError("data.backend='tf' needs TensorFlow (pip install tensorflow-cpu), or use "
+                       "data.backend='numpy'") from None
+    return False
+  return True
+
+
+def _tf_iterator(make, start_step: int, total_steps: int, patch: int
+                 ) -> Iterator[dict[str, np.ndarray]]:
+  """tf.data over the same pure batch function: parallel, ordered, autotuned prefetch."""
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")  # TF only feeds the host; the GPU memory is JAX's.
+
+  def fn(step):
+    image = tf.numpy_function(lambda s: make(int(s))["image"], [step], tf.uint8, stateful=False)
+    return {"image": tf.ensure_shape(image, (None, patch, patch, 3))}
+
+  ds = tf.data.Dataset.range(start_step, total_steps)
+  ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+
+
+def _thread_iterator(make, start_step: int, total_steps: int, num_threads: int, prefetch: int
+                     ) -> Iterator[dict[str, np.ndarray]]:
+  steps = iter(range(start_step, total_steps))
   # Worker threads make the next batches while the caller runs the train step on the device.
   with concurrent.futures.ThreadPoolExecutor(num_threads) as ex:
     queue = collections.deque(ex.submit(make, s) for _, s in zip(range(prefetch), steps))

@@ -41,7 +41,8 @@ def folder(tmp_path):
 def _config(source: str, **data_overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
       seed=0, total_steps=50,
-      data=dict(train=source, tfds_data_dir="", patch_size=P, batch_size=4, augment=True)))
+      data=dict(train=source, tfds_data_dir="", patch_size=P, batch_size=4, augment=True,
+                backend="numpy")))
   config.data.update(data_overrides)
   return config
 
@@ -144,6 +145,23 @@ def test_deterministic_and_resumable(folder):
   config.seed = 1
   other = next(data.get_train_iterator(config, 0, images))
   assert not np.array_equal(straight[0]["image"], other["image"])
+
+
+def test_tf_data_backend_yields_the_numpy_batches(folder):
+  d, _ = folder
+  config = _config(f"folder:{d}")
+  images, _ = data.load_images(config.data.train, P)
+  config.data.backend = "numpy"
+  ref = list(data.get_train_iterator(config, 3, images))
+  config.data.backend = "tf"
+  got = list(data.get_train_iterator(config, 3, images))
+  assert len(got) == len(ref) == config.total_steps - 3
+  for a, b in zip(ref, got):
+    assert b["image"].dtype == np.uint8
+    np.testing.assert_array_equal(a["image"], b["image"])
+  config.data.backend = "torch"
+  with pytest.raises(ValueError, match="data.backend"):
+    data.get_train_iterator(config, 0, images)
 
 
 def test_hosts_split_the_same_global_batch(folder):

@@ -123,7 +123,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  metrics = {"loss": loss, **terms, "grad_norm": optax.global_norm(grads)}
+  metrics = {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
   return new_state, metrics
 
 

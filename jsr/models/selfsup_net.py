@@ -45,6 +45,8 @@ class SelfSupNet(nn.Module):
   blocks: int = 4
   res_scale: float = 1.0
   channels: int = 3
+  bicubic_skip: bool = True   # add MATLAB bicubic of the input to the output
+  zero_tail: bool = True      # start as exactly bicubic (with the skip)
   dtype: Any = jnp.float32  # computation dtype; params stay float32
 
   @nn.compact
@@ -55,10 +57,13 @@ class SelfSupNet(nn.Module):
     for i in range(self.blocks):
       x = ResBlock(self.features, self.res_scale, self.dtype, name=f"block_{i}")(x)
     x = nn.Conv(self.features, (3, 3), dtype=self.dtype, name="body_out")(x) + skip
+    tail_init = nn.initializers.zeros if self.zero_tail else nn.linear.default_kernel_init
     x = nn.Conv(self.channels * self.scale**2, (3, 3), dtype=self.dtype,
-                kernel_init=nn.initializers.zeros, name="tail")(x)
-    residual = pix.depth_to_space(x, self.scale).astype(jnp.float32)
-    return imresize(lr.astype(jnp.float32), self.scale) + residual
+                kernel_init=tail_init, name="tail")(x)
+    out = pix.depth_to_space(x, self.scale).astype(jnp.float32)
+    if self.bicubic_skip:
+      out = out + imresize(lr.astype(jnp.float32), self.scale)
+    return out
 
 
 def Model(*, variant: str | None = None, scale: int, **kw) -> SelfSupNet:  # noqa: N802

@@ -1,0 +1,100 @@
+"""The self-supervised method: network shapes, the loss at and away from a consistent solution."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import selfsup as selfsup_config
+from jsr.methods import selfsup
+from jsr.models import selfsup_net
+from jsr.ops import degrade
+from jsr.ops.resize import imresize
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_network_shapes_and_starts_as_bicubic(scale):
+  model = selfsup_net.Model(variant="tiny", scale=scale)
+  lr = jax.random.uniform(jax.random.PRNGKey(0), (2, 7, 9, 3))
+  params = model.init(jax.random.PRNGKey(1), lr)
+  sr = model.apply(params, lr)
+  chex.assert_shape(sr, (2, 7 * scale, 9 * scale, 3))
+  chex.assert_type(sr, jnp.float32)
+  # The zero-initialised tail makes the untrained network exactly MATLAB bicubic.
+  np.testing.assert_allclose(sr, imresize(lr, scale), atol=1e-6)
+
+
+def test_parameter_count_matches_architecture_formula():
+  f, b, s = 32, 4, 2
+  conv = lambda cin, cout: 9 * cin * cout + cout
+  expected = conv(3, f) + b * 2 * conv(f, f) + conv(f, f) + conv(f, 3 * s * s)
+  params = jax.eval_shape(selfsup_net.Model(variant="small", scale=s).init,
+                          jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
+  assert sum(np.prod(p.shape) for p in jax.tree.leaves(params)) == expected
+
+
+def _config(scale, loss="both", kernel="bicubic"):
+  c = selfsup_config.get_config(f"scale={scale},loss={loss},runlocal")
+  c.degradation.kernel = kernel
+  c.loss.gamma = 0.0
+  return c
+
+
+@pytest.mark.parametrize("kernel", ["bicubic", "gaussian"])
+def test_consistency_loss_zero_at_consistent_solution_positive_away(kernel):
+  scale = 2
+  config = _config(scale, "consistency", kernel)
+  degrade_fn = selfsup.make_degradation(config)
+  rng = np.random.default_rng(0)
+  hr = jnp.asarray(rng.random((2, 48, 48, 3)), jnp.float32)
+  lr = degrade_fn(hr)
+  # A "network" that returns the true HR is a consistent solution: D(f(y)) == y.
+  exact = lambda params, x: hr
+  total, terms = selfsup.loss_terms(None, exact, lr, config, degrade_fn)
+  assert float(terms["l2"]) < 1e-12 and abs(float(terms["dssim"])) < 1e-5
+  assert float(total) < 1e-5
+  off = lambda params, x: hr + 0.05 * jnp.asarray(rng.standard_normal(hr.shape), jnp.float32)
+  total_off, terms_off = selfsup.loss_terms(None, off, lr, config, degrade_fn)
+  assert float(terms_off["l2"]) > 1e-5 and float(total_off) > 100 * float(total) + 1e-4
+  # Independent check of the degradation used for the Gaussian case: blur then keep every 2nd.
+  if kernel == "gaussian":
+    k = degrade.gaussian_kernel(config.degradation.kernel_size, config.degradation.sigma)
+    np.testing.assert_allclose(lr, degrade.blur(hr, k)[:, ::2, ::2], atol=1e-6)
+
+
+def test_pair_term_zero_when_network_inverts_the_degradation():
+  config = _config(2, "pair")
+  degrade_fn = selfsup.make_degradation(config)
+  lr = jnp.asarray(np.random.default_rng(1).random((2, 24, 24, 3)), jnp.float32)
+  _, terms = selfsup.loss_terms(None, lambda p, x: lr, lr, config, degrade_fn)
+  assert float(terms["pair_l2"]) == 0.0 and "l2" not in terms
+  _, terms = selfsup.loss_terms(None, lambda p, x: imresize(x, 2), lr, config, degrade_fn)
+  assert float(terms["pair_l2"]) > 1e-4  # bicubic does not undo bicubic downscaling
+
+
+def test_train_step_lowers_the_loss_and_never_sees_hr():
+  config = _config(2)
+  config.optim.lr = 3e-3
+  batch = {"image": np.asarray(np.random.default_rng(2).integers(0, 256, (4, 24, 24, 3)),
+                               np.uint8)}
+  state = selfsup.init(config, jax.random.PRNGKey(0), batch)
+  step = jax.jit(functools.partial(selfsup.train_step, config=config))
+  losses = []
+  for _ in range(8):
+    state, m = step(state, batch, None)
+    losses.append(float(m["loss"]))
+  assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+  sr = selfsup.predict(state, jnp.zeros((1, 10, 12, 3)), config)
+  chex.assert_shape(sr, (1, 20, 24, 3))
+
+
+def test_bad_patch_size_is_reported():
+  config = _config(3)
+  config.data.patch_size = 25
+  with pytest.raises(ValueError, match="multiple of config.scale"):
+    selfsup.init(config, jax.random.PRNGKey(0), {"image": np.zeros((2, 25, 25, 3), np.uint8)})
