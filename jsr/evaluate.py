@@ -121,6 +121,11 @@ def define_flags() -> None:
   flags.DEFINE_bool("skip_bad", False, "Warn about unreadable or too-small images instead of "
                     "failing.")
   flags.DEFINE_bool("self_ensemble", False, "x8 geometric self-ensemble (trained models only).")
+  flags.DEFINE_integer("tile", 0, "With --workdir: run the model on LR tiles of this size (0: whole "
+                       "image); bounds device memory for large images.")
+  flags.DEFINE_integer("tile_overlap", 32, "LR pixels shared by neighbouring tiles; scores equal "
+                       "the untiled ones when this is >= 4x the receptive-field radius.")
+  flags.DEFINE_integer("tile_batch", 4, "Tiles per model call.")
 
 
 def _fail(msg: str) -> None:
@@ -142,14 +147,16 @@ def main(argv):
   if FLAGS.workdir:
     from jsr import inference  # Only trained-model evaluation needs the method machinery.
     try:
-      sr_fn, name = inference.load_sr_fn(FLAGS.workdir, FLAGS.scale, FLAGS.self_ensemble)
+      sr_fn, name = inference.load_sr_fn(FLAGS.workdir, FLAGS.scale, FLAGS.self_ensemble,
+                                         tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap,
+                                         tile_batch=FLAGS.tile_batch)
     except (FileNotFoundError, ValueError) as e:
       _fail(str(e))
   else:
     if FLAGS.method not in INTERPOLATIONS:
       _fail(f"--method must be one of {INTERPOLATIONS}, got {FLAGS.method!r}")
-    if FLAGS.self_ensemble:
-      _fail("--self_ensemble needs a trained model (--workdir)")
+    if FLAGS.self_ensemble or FLAGS.tile:
+      _fail("--self_ensemble and --tile need a trained model (--workdir)")
     sr_fn, name = interpolation_fn(FLAGS.method, FLAGS.scale), FLAGS.method
   print(f"{name} x{FLAGS.scale} on {FLAGS.data} ({len(paths)} images), Y channel, "
         f"shave {FLAGS.scale}:")
