@@ -59,7 +59,8 @@ def parse_loss(spec: str) -> Callable:
   must be one of LOSSES; anything else is an error naming the term.
   """
   terms = []
-  for part in re.split(r"\+(?![0-9])", spec):
+  # Split on '+' except the exponent sign of a weight like 1e+3 (a digit or '.' then e/E before it).
+  for part in re.split(r"(?<![0-9.][eE])\+", spec):
     m = _TERM.match(part)
     if not m or m.group(2).lower() not in LOSSES:
       raise ValueError(f"loss spec {spec!r}: cannot parse term {part!r}; terms look like "
