@@ -1,0 +1,124 @@
+"""Helpers shared by the configs: the `arg` string parser and the supervised config template.
+
+`parse_arg("scale=4,variant=base,runlocal", name="configs/edsr.py", scale=2, variant="baseline",
+runlocal=False)` -> {"scale": 4, "variant": "base", "runlocal": True}. Every key must be one of the
+defaults; values take the default's type (int, float, str; a bool key given bare means True).
+
+Configs import this as `from configs import common`, so commands run from the repository root
+(as every config's docstring command does: `--config=configs/<name>.py`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+_TRUE = ("", "1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse_arg(arg: str | None, *, name: str, **defaults) -> dict:
+  """The comma-separated `key=value` items of a config arg, over `defaults` (see module doc)."""
+  out = dict(defaults)
+  for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+    key, sep, value = item.partition("=")
+    if key not in out:
+      raise ValueError(f"{name}: unknown arg {key!r}; known: {sorted(out)}")
+    default = out[key]
+    if isinstance(default, bool):
+      if value.lower() not in _TRUE + _FALSE:
+        raise ValueError(f"{name}: {key} takes no value or true/false, got {value!r}")
+      out[key] = value.lower() in _TRUE
+    elif not sep:
+      raise ValueError(f"{name}: arg {key!r} needs a value ({key}=...)")
+    elif isinstance(default, int):
+      out[key] = int(value)
+    elif isinstance(default, float):
+      out[key] = float(value)
+    else:
+      out[key] = value
+  return out
+
+
+def hr_patch(lr_patch: int, scale: int) -> int:
+  """The HR crop whose LR is `lr_patch` pixels."""
+  return lr_patch * scale
+
+
+def hr_patch_near(hr_size: int, scale: int) -> int:
+  """The multiple of `scale` nearest to `hr_size` (papers that crop HR sub-images of a fixed size
+  whatever the scale: SRCNN's 33, VDSR's 41)."""
+  return max(scale, scale * round(hr_size / scale))
+
+
+def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int | None = None,
+               patch_size: int | None = None, batch_size: int = 16, total_steps: int,
+               optim: dict, runlocal: bool = False, runlocal_lr_patch: int | None = None,
+               ) -> ml_collections.ConfigDict:
+  """Every key the supervised method and the engine read, with a model's paper defaults.
+
+  The HR crop is `patch_size` if given, else `lr_patch * scale`. `optim` overrides
+  jsr.optim.default_config() (Adam(0.9, 0.999, 1e-8), lr 1e-4, constant). `runlocal` keeps
+  the model family but takes its tiny variant, 2-image batches of ~24px crops, and 4 steps.
+  """
+  from jsr import optim as optim_lib  # Its default block names every key make_optimizer reads.
+
+  config = ml_collections.ConfigDict()
+  config.method = "supervised"
+  config.scale = scale
+  config.seed = 0
+  config.distributed = False
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = model
+  config.model.variant = variant
+  config.model.dtype = "float32"  # "bfloat16": mixed precision (params and optimizer stay f32)
+
+  # How LR inputs are made from the HR crops, on device. "bicubic" is MATLAB imresize (the
+  # benchmark protocol); "gaussian" uses sigma/sigma2/theta, "file" loads kernel_file (.npy), both
+  # followed by `downsample` ("direct" or "bicubic").
+  config.degradation = ml_collections.ConfigDict()
+  config.degradation.kernel = "bicubic"
+  config.degradation.kernel_size = 21
+  config.degradation.sigma = 1.2
+  config.degradation.sigma2 = 0.0  # 0: isotropic
+  config.degradation.theta = 0.0
+  config.degradation.kernel_file = ""
+  config.degradation.downsample = "direct"
+  config.degradation.noise_sigma = 0.0  # std of white Gaussian noise on LR, [0, 1] scale
+  config.degradation.quantize = True  # round LR to 8 bits, as saved LR images are
+
+  config.loss = loss  # weighted sum, jsr.losses.parse_loss; applied to every pyramid level
+  config.ema_decay = 0.0  # EMA of the weights for predict; 0 = off (e.g. 0.999)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.train = "samples:train"  # or folder:/path/DIV2K_train_HR, tfds:div2k
+  config.data.tfds_data_dir = ""
+  config.data.patch_size = patch_size or hr_patch(lr_patch, scale)  # HR crop, divisible by scale
+  config.data.batch_size = batch_size
+  config.data.augment = True  # random flips and 90-degree rotations
+  config.data.backend = "auto"  # "tf" (tf.data), "numpy" (threads; no TensorFlow), "auto"
+
+  config.optim = optim_lib.default_config()
+  config.optim.update(optim)
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.sets = "samples:eval"  # or set5=/path/Set5,set14=/path/Set14
+
+  config.total_steps = total_steps
+  config.log_every_steps = 100
+  config.eval_every_steps = max(total_steps // 20, 1000)
+  config.checkpoint_every_steps = 5000
+  config.keep_checkpoints = 3
+
+  if runlocal:
+    config.model.variant = "tiny"
+    config.data.patch_size = scale * (runlocal_lr_patch or max(math.ceil(24 / scale), 3))
+    config.data.batch_size = 2
+    config.optim.warmup_steps = 0
+    config.total_steps = 4
+    config.log_every_steps = 2
+    config.eval_every_steps = 4
+    config.checkpoint_every_steps = 2
+  return config

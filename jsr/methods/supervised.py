@@ -1,0 +1,226 @@
+"""Supervised SR: learn LR -> HR from pairs synthesised on the fly from HR photo crops.
+
+The batch's `image` is an HR crop (P x P, P divisible by the scale). The LR input is made from it on
+device, inside the step, in jnp:
+
+  * `degradation.kernel="bicubic"` (default): MATLAB `imresize(hr, 1/s)`, rounded to 8 bits after
+    each axis pass (`degradation.quantize`) exactly as the LR images saved by the papers' MATLAB
+    scripts are -- the benchmark protocol's LR, so train and test inputs come from one process.
+  * `"gaussian"` / `"file"`: blur with that kernel, then `degradation.downsample` ("direct":
+    every s-th pixel, or "bicubic"), as in jsr.ops.degrade (the same block as configs/selfsup.py).
+  * `degradation.noise_sigma` > 0 adds white Gaussian noise (std on the [0, 1] scale) drawn from the
+    step's rng; `quantize` then rounds the noisy LR to 8 bits.
+
+LR synthesis is wrapped in stop_gradient: it is data, not part of the model (and the rounding has
+no useful gradient anyway).
+
+Loss: `config.loss` is a weighted sum like "1*L1+0.001*TV" (jsr.losses.parse_loss). Multi-level
+models (LapSRN, lapres) return one image per x2 pyramid level; the loss is applied to every level
+against the HR crop downscaled by MATLAB bicubic (8-bit rounded, like the input) to that level's
+size, and the levels' losses are summed, as in LapSRN. Per-level terms are logged as
+`<term>_x<level scale>`.
+
+Options: `ema_decay` > 0 keeps an exponential moving average of the weights (updated after every
+step: ema <- d * ema + (1 - d) * params; `predict` then uses it). `model.dtype="bfloat16"` computes
+in bfloat16 while params, gradients, optimizer state and losses stay float32 (the models cast their
+outputs to float32). Models with BatchNorm (SRResNet) train on batch statistics and keep the
+running ones in `state.batch_stats`.
+
+Method interface used by jsr.train: init / train_step / predict.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jsr import losses
+from jsr import models
+from jsr.ops import degrade as degrade_ops
+from jsr.ops.resize import imresize
+
+
+class TrainState(train_state.TrainState):
+  """TrainState plus the running BatchNorm statistics and the EMA weights.
+
+  Both are None when unused (no BatchNorm / ema_decay = 0); None is an empty pytree node, so the
+  checkpoint holds exactly the arrays the configured run has.
+  """
+  batch_stats: Any = None
+  ema_params: Any = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Model and LR synthesis.
+# ------------------------------------------------------------------------------------------------
+
+
+def create_model(config: ml_collections.ConfigDict):
+  return models.get_model(config.model.name, variant=config.model.variant, scale=config.scale,
+                          dtype=jnp.dtype(config.model.dtype))
+
+
+def make_kernel(deg: ml_collections.ConfigDict):
+  """The blur kernel of the degradation, or None for plain MATLAB bicubic."""
+  if deg.kernel == "bicubic":
+    return None
+  if deg.kernel == "gaussian":
+    return degrade_ops.gaussian_kernel(deg.kernel_size, deg.sigma, deg.sigma2 or None, deg.theta)
+  if deg.kernel == "file":
+    return degrade_ops.load_kernel(deg.kernel_file)
+  raise ValueError(f"config.degradation.kernel must be bicubic, gaussian or file, "
+                   f"got {deg.kernel!r}")
+
+
+def _quantize(x):
+  return jnp.clip(jnp.round(x * 255.0), 0.0, 255.0) / 255.0
+
+
+def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
+  """HR (N, P, P, C) float in [0, 1] -> LR (N, P/s, P/s, C), no gradient.
+
+  `kernel` is make_kernel(config.degradation), passed in so it is built (or loaded) once.
+  """
+  deg, s = config.degradation, config.scale
+  if deg.kernel == "bicubic":
+    # MATLAB's uint8 path rounds after each axis pass; quantize=True reproduces it bit for bit.
+    lr = imresize(hr, 1.0 / s, quantize=deg.quantize)
+  else:
+    if kernel is None:
+      kernel = make_kernel(deg)
+    lr = degrade_ops.degrade(hr, s, kernel=kernel, mode=deg.downsample)
+  if deg.noise_sigma > 0:
+    if rng is None:
+      raise ValueError("config.degradation.noise_sigma > 0 needs the step's rng")
+    lr = lr + deg.noise_sigma * jax.random.normal(rng, lr.shape, lr.dtype)
+  if deg.quantize:
+    # Idempotent on the already rounded bicubic LR; rounds blurred / noisy LR like a saved PNG.
+    lr = _quantize(lr)
+  return jax.lax.stop_gradient(lr)
+
+
+def level_targets(hr, outputs) -> list:
+  """For each model output, the HR crop at that output's size (MATLAB bicubic, 8-bit rounded);
+  the full-size output gets the HR crop itself."""
+  targets = []
+  for out in outputs:
+    size = out.shape[-3:-1]
+    if tuple(size) == tuple(hr.shape[-3:-1]):
+      targets.append(hr)
+    else:
+      targets.append(imresize(hr, out_shape=size, quantize=True))
+  return [jax.lax.stop_gradient(t) for t in targets]
+
+
+def _as_list(out) -> list:
+  return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+# ------------------------------------------------------------------------------------------------
+# init / train_step / predict.
+# ------------------------------------------------------------------------------------------------
+
+
+def check_patch(config: ml_collections.ConfigDict, patch: int) -> None:
+  s = config.scale
+  if patch % s:
+    raise ValueError(f"config.data.patch_size={patch} (the HR crop) must be divisible by "
+                     f"config.scale={s}; e.g. {patch - patch % s or s} or {patch - patch % s + s}")
+
+
+def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
+  from jsr import optim  # The engine's optimizer factory (shared by all methods).
+  patch = batch["image"].shape[1]
+  check_patch(config, patch)
+  losses.parse_loss(config.loss)  # An unknown term fails here, before anything compiles.
+  model = create_model(config)
+  dummy = jnp.zeros((1, patch // config.scale, patch // config.scale, 3), jnp.float32)
+  variables = jax.jit(model.init)(rng, dummy)
+  params = variables["params"]
+  if "dssim" in config.loss.lower():
+    shapes = jax.eval_shape(lambda v: model.apply(v, dummy), variables)
+    smallest = min(min(o.shape[1:3]) for o in _as_list(shapes))
+    if smallest < 11:
+      raise ValueError(f"config.data.patch_size={patch}: the smallest output level is "
+                       f"{smallest}px, but DSSIM (11x11 window) needs at least 11")
+  tx = optim.make_optimizer(config.optim, config.total_steps)
+  ema = jax.tree.map(jnp.copy, params) if config.ema_decay > 0 else None
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats=variables.get("batch_stats"), ema_params=ema)
+
+
+def _to_float(image):
+  if image.dtype == jnp.uint8:
+    return image.astype(jnp.float32) / 255.0
+  return image.astype(jnp.float32)
+
+
+def _psnr(sr, hr):
+  mse = jnp.mean((jnp.clip(sr, 0.0, 1.0) - hr) ** 2)
+  return -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))
+
+
+def compute_loss(outputs, hr, loss_fn, scale: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Sum over levels of loss_fn(level output, HR at that level's size), and the logged terms.
+
+  One output: its terms as they are ("l1", ...). Several (a pyramid): "<term>_x<level scale>",
+  the level scale being the output size over the LR size.
+  """
+  outputs = _as_list(outputs)
+  targets = level_targets(hr, outputs)
+  lr_size = hr.shape[-3] // scale
+  total, terms = 0.0, {}
+  for out, target in zip(outputs, targets):
+    level_total, level_terms = loss_fn(out, target)
+    total += level_total
+    if len(outputs) == 1:
+      terms.update(level_terms)
+    else:
+      tag = f"x{out.shape[-3] // lr_size}"
+      terms.update({f"{k}_{tag}": v for k, v in level_terms.items()})
+  return total, terms
+
+
+def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict):
+  hr = _to_float(batch["image"])
+  noise_rng = None if rng is None else jax.random.fold_in(rng, 0)
+  lr = synthesize_lr(hr, config, noise_rng, make_kernel(config.degradation))
+  loss_fn = losses.parse_loss(config.loss)
+  has_bn = state.batch_stats is not None
+
+  def objective(params):
+    variables = {"params": params}
+    if has_bn:
+      variables["batch_stats"] = state.batch_stats
+      out, updates = state.apply_fn(variables, lr, train=True, mutable=["batch_stats"])
+    else:
+      out, updates = state.apply_fn(variables, lr, train=True), {}
+    total, terms = compute_loss(out, hr, loss_fn, config.scale)
+    return total, (terms, _as_list(out)[-1], updates)
+
+  (loss, (terms, sr, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads)
+  if has_bn:
+    new_state = new_state.replace(batch_stats=updates["batch_stats"])
+  if state.ema_params is not None:
+    d = config.ema_decay
+    new_state = new_state.replace(ema_params=jax.tree.map(
+        lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
+  metrics = {"loss": loss, **terms, "psnr": _psnr(sr, hr), "grad_norm": optax.tree.norm(grads)}
+  return new_state, metrics
+
+
+def predict(state: TrainState, lr, config: ml_collections.ConfigDict):
+  """LR (N, h, w, C) in [0, 1] -> SR (N, h*s, w*s, C) float32, with the EMA weights when kept."""
+  del config
+  params = state.params if state.ema_params is None else state.ema_params
+  variables = {"params": params}
+  if state.batch_stats is not None:
+    variables["batch_stats"] = state.batch_stats
+  out = state.apply_fn(variables, lr.astype(jnp.float32), train=False)
+  return _as_list(out)[-1].astype(jnp.float32)
