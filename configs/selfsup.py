@@ -16,20 +16,12 @@ ones; it finishes in about 15 minutes on a 2-core CPU. Point it at your own LR p
 
 import ml_collections
 
-
-def _parse(arg: str | None) -> dict:
-  out = dict(scale=2, variant="small", loss="both", runlocal=False)
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    if key not in out:
-      raise ValueError(f"configs/selfsup.py: unknown arg {key!r}; known: {sorted(out)}")
-    out[key] = True if key == "runlocal" and not value else (
-        int(value) if key == "scale" else value)
-  return out
+from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = _parse(arg)
+  a = common.parse_arg(arg, name="configs/selfsup.py", scale=2, variant="small", loss="both",
+                       runlocal=False)
   config = ml_collections.ConfigDict()
   config.method = "selfsup"
   config.scale = a["scale"]
