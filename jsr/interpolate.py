@@ -6,8 +6,8 @@ r"""Network interpolation: a new workdir whose weights are (1 - alpha) * A + alp
 A and B must be runs of the same model (config.method, config.scale and config.model equal except
 the compute dtype; identical parameter tree and shapes), e.g. a PSNR-trained run and its fine-tuned
 perceptual or self-supervised sibling (ESRGAN's "network interpolation"). The new workdir holds
-A's config.json, one checkpoint at A's step with the interpolated params (and EMA params, when the
-method keeps them) and A's optimizer state, and interpolation.json saying how it was made;
+A's config.json, one checkpoint at A's step with the interpolated params (and EMA params and
+BatchNorm statistics, when the method keeps them) and A's optimizer state, and interpolation.json saying how it was made;
 jsr.predict and jsr.evaluate --workdir accept it. alpha outside [0, 1] extrapolates.
 """
 
@@ -32,10 +32,11 @@ def define_flags() -> None:
 
 
 def _weight_fields(state) -> list[str]:
-  """State fields holding network weights: params, and EMA copies of them."""
+  """State fields that are part of the network: params, EMA copies of them, BatchNorm statistics
+  (interpolated too, as ESRGAN does with whole state dicts); not the optimizer state."""
   names = [f.name for f in dataclasses.fields(state)] if dataclasses.is_dataclass(state) else []
-  return [n for n in names
-          if n == "params" or ("ema" in n and getattr(state, n) is not None)]
+  return [n for n in names if n == "params" or (
+      ("ema" in n or n == "batch_stats") and getattr(state, n) is not None)]
 
 
 def _model_key(config) -> dict:

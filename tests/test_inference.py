@@ -291,6 +291,38 @@ def test_interpolating_different_models_is_an_error(run, tmp_path):
     interpolate.check_compatible("A", config, sa, "B", config, _fresh_state(small))
 
 
+def test_supervised_run_with_ema_and_batch_norm(tmp_path):
+  """Another method through the same tools: SRResNet (BatchNorm) with EMA weights, x4."""
+  from configs import srresnet as srresnet_config
+  train_dir = tmp_path / "train"
+  train_dir.mkdir()
+  for i in range(2):
+    Image.fromarray(_photo(40, 44, i)).save(train_dir / f"t{i}.png")
+  config = srresnet_config.get_config("runlocal")
+  config.data.train, config.data.backend, config.eval.sets = f"folder:{train_dir}", "numpy", ""
+  config.ema_decay = 0.5
+  a = tmp_path / "a"
+  train.train_and_evaluate(config, str(a))
+  sr_fn, name = inference.load_sr_fn(str(a), 4, self_ensemble=True, tile=8, tile_overlap=4)
+  chex.assert_shape(sr_fn(_lr(9, 13)), (1, 36, 52, 3))
+  assert sr_fn.info["tiles"] > 1 and "supervised" in name
+  _, _, sa = inference.load_state(str(a))
+  assert sa.ema_params is not None and sa.batch_stats is not None
+  perturb = lambda t, seed: jax.tree.map(lambda x: x + 0.01 * (seed + 1), t)
+  b = tmp_path / "b"
+  _save_workdir(b, (a / "config.json").read_text(),
+                sa.replace(params=perturb(sa.params, 0), ema_params=perturb(sa.ema_params, 1),
+                           batch_stats=perturb(sa.batch_stats, 2)))
+  _, _, sb = inference.load_state(str(b))
+  interpolate.interpolate(str(a), str(b), 0.5, str(tmp_path / "mix"))
+  _, _, s = inference.load_state(str(tmp_path / "mix"))
+  for field in ("params", "ema_params", "batch_stats"):
+    fa, fb, got = (_flat(getattr(x, field)) for x in (sa, sb, s))
+    for k in fa:
+      np.testing.assert_allclose(got[k], (fa[k] + fb[k]) / 2, rtol=1e-6, atol=1e-7,
+                                 err_msg=f"{field}{k}")
+
+
 # ------------------------------------------------------------------------------------------------
 # Command lines: jsr.predict, jsr.evaluate --workdir.
 # ------------------------------------------------------------------------------------------------
