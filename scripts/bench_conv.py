@@ -42,7 +42,13 @@ flags.DEFINE_string("worker", "", "Internal: 'jax' or 'torch'.")
 
 # Candidate XLA:CPU options of jaxlib 0.10 (names checked in the library's strings).
 FLAG_SETS = {
+    # jaxlib 0.10.2 routes convolutions (forward and both gradients) to YNNPACK by default
+    # (`__ynn_fusion` in the compiled HLO, although the flag's help calls its default list empty);
+    # removing the type falls back to XLA's Eigen convolution.
     "default": "",
+    "eigen_conv": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
+    "eigen_conv_onednn": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution "
+                         "--xla_cpu_use_onednn=true",
     "onednn": "--xla_cpu_use_onednn=true",  # oneDNN thunks for matmul/conv fusions
     "onednn_custom_call": "--xla_cpu_experimental_onednn_custom_call=true",
     "onednn_dot": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_fusion_type=dot",
@@ -112,11 +118,15 @@ def run_jax() -> dict:
     fwd = jax.jit(f)
     train = jax.jit(jax.value_and_grad(lambda x, w, g: jnp.sum(f(x, w) * g), argnums=(0, 1)))
     err = float(np.max(np.abs(back(fwd(*args[:2])) - ref)) / np.max(np.abs(ref)))
+    hlo = train.lower(*args).compile().as_text()  # which library runs the convolutions
+    ops = {"ynn_fusion": hlo.count('"__ynn_fusion"'), "xnn_fusion": hlo.count('"__xnn_fusion"'),
+           "convolution": hlo.count(" convolution("), "dot": hlo.count(" dot("),
+           "custom_call": hlo.count("custom-call(")}
     t_f = _median_time(lambda: jax.block_until_ready(fwd(*args[:2])), FLAGS.iters)
     t_t = _median_time(lambda: jax.block_until_ready(train(*args)), FLAGS.iters)
     out["variants"][name] = {"fwd_ms": 1e3 * t_f, "fwd_gflops": flops / t_f / 1e9,
                              "train_ms": 1e3 * t_t, "train_gflops": 3 * flops / t_t / 1e9,
-                             "max_rel_err": err}
+                             "max_rel_err": err, "train_hlo_ops": ops}
   return out
 
 
@@ -187,14 +197,15 @@ def main(argv):
   print(f"\nconv {FLAGS.cin}->{FLAGS.cout} 3x3, batch {FLAGS.batch}, {FLAGS.size}x{FLAGS.size}, "
         f"float32, {os.cpu_count()} CPUs; median of {FLAGS.iters}; GFLOP/s (train = fwd+bwd, 3x)")
   print(f"{'impl':34s} {'fwd ms':>8s} {'fwd GF/s':>9s} {'train ms':>9s} {'train GF/s':>10s} "
-        f"{'rel err':>8s}")
+        f"{'rel err':>8s}  train HLO ops")
   for impl, r in results.items():
     if "error" in r:
       print(f"{impl:34s} ERROR {r['error']}")
       continue
     for v, m in r["variants"].items():
       print(f"{impl + ' ' + v:34s} {m['fwd_ms']:8.2f} {m['fwd_gflops']:9.1f} {m['train_ms']:9.2f} "
-            f"{m['train_gflops']:10.1f} {m.get('max_rel_err', 0):8.1e}")
+            f"{m['train_gflops']:10.1f} {m.get('max_rel_err', 0):8.1e}  "
+            + " ".join(f"{k}={v}" for k, v in m.get("train_hlo_ops", {}).items() if v))
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
       json.dump({"flags": {k: FLAGS[k].value for k in ("batch", "size", "cin", "cout", "iters")},

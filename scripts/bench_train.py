@@ -184,7 +184,7 @@ def run_jsr(model_name: str) -> dict:
   mesh = engine.make_mesh()
   engine.check_batch_size(FLAGS.batch)
   batches = synthetic_batches(family, scale, FLAGS.batch, FLAGS.patch)
-  out = {"side": "jsr", "mode": "jit", "devices": jax.device_count(),
+  out = {"side": "jsr", "mode": "jit", "jax": jax.__version__, "devices": jax.device_count(),
          "rss_after_imports": rss_imports,
          "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind}
 
