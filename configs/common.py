@@ -41,6 +41,24 @@ def parse_arg(arg: str | None, *, name: str, **defaults) -> dict:
   return out
 
 
+def degradation() -> ml_collections.ConfigDict:
+  """The blur + downsampling block, jsr.ops.degrade.kernel_from_config's keys.
+
+  "bicubic" is MATLAB imresize (the benchmark protocol); "gaussian" uses sigma/sigma2/theta on a
+  kernel_size grid, "file" loads kernel_file (.npy); both are followed by `downsample`: "direct"
+  (blur, then every s-th pixel) or "bicubic".
+  """
+  d = ml_collections.ConfigDict()
+  d.kernel = "bicubic"
+  d.kernel_size = 21
+  d.sigma = 1.2
+  d.sigma2 = 0.0  # 0: isotropic
+  d.theta = 0.0
+  d.kernel_file = ""
+  d.downsample = "direct"
+  return d
+
+
 def hr_patch(lr_patch: int, scale: int) -> int:
   """The HR crop whose LR is `lr_patch` pixels."""
   return lr_patch * scale
@@ -75,17 +93,8 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
   config.model.variant = variant
   config.model.dtype = "float32"  # "bfloat16": mixed precision (params and optimizer stay f32)
 
-  # How LR inputs are made from the HR crops, on device. "bicubic" is MATLAB imresize (the
-  # benchmark protocol); "gaussian" uses sigma/sigma2/theta, "file" loads kernel_file (.npy), both
-  # followed by `downsample` ("direct" or "bicubic").
-  config.degradation = ml_collections.ConfigDict()
-  config.degradation.kernel = "bicubic"
-  config.degradation.kernel_size = 21
-  config.degradation.sigma = 1.2
-  config.degradation.sigma2 = 0.0  # 0: isotropic
-  config.degradation.theta = 0.0
-  config.degradation.kernel_file = ""
-  config.degradation.downsample = "direct"
+  # How LR inputs are made from the HR crops, on device (see `degradation`).
+  config.degradation = degradation()
   config.degradation.noise_sigma = 0.0  # std of white Gaussian noise on LR, [0, 1] scale
   config.degradation.quantize = True  # round LR to 8 bits, as saved LR images are
 

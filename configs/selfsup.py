@@ -35,14 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # The assumed degradation y = down_s(x * k). "bicubic" is MATLAB imresize (the usual benchmark
   # protocol); "gaussian" uses sigma/sigma2/theta and `downsample`; "file" loads kernel_file (.npy).
-  config.degradation = ml_collections.ConfigDict()
-  config.degradation.kernel = "bicubic"
-  config.degradation.kernel_size = 21
-  config.degradation.sigma = 1.2
-  config.degradation.sigma2 = 0.0  # 0: isotropic
-  config.degradation.theta = 0.0
-  config.degradation.kernel_file = ""
-  config.degradation.downsample = "direct"  # for gaussian/file kernels: "direct" or "bicubic"
+  config.degradation = common.degradation()
 
   # L = alpha*L2 + beta*(1-SSIM) + gamma*TV(HR') [consistency] + delta*L2 [pair].
   config.loss = ml_collections.ConfigDict()

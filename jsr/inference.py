@@ -25,19 +25,17 @@ Two wrappers around the method's `predict(state, lr, config)`, both optional and
   the host in float32: device memory is bounded by the tile batch, not by the image.
 
 Gray images (C = 1) go through the RGB model as three equal channels and come back as their mean,
-as in `jsr.train.make_sr_fn`. Nothing here imports TensorFlow (jsr.train does, through clu; it is
-imported only to explain a checkpoint that does not fit).
+as in `jsr.train.make_sr_fn`. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import os
 import types
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -46,14 +44,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jsr import train  # The engine's helpers; importing it pulls in no TensorFlow.
+
 PyTree = Any
 
 __all__ = ["load_state", "load_sr_fn", "make_sr_fn", "tile_starts", "tile_weights",
            "dihedral_ensemble", "CheckpointMismatchError"]
 
 
-class CheckpointMismatchError(ValueError):
-  """The workdir's checkpoint does not fit the model its config.json describes."""
+CheckpointMismatchError = train.CheckpointMismatchError
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,16 +80,6 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _load_method(name: str) -> types.ModuleType:
-  try:
-    return importlib.import_module(f"jsr.methods.{name}")
-  except ModuleNotFoundError as e:
-    if e.name != f"jsr.methods.{name}":
-      raise
-    from jsr import train  # The engine's message for an unknown method.
-    return train.load_method(name)
-
-
 def _open_checkpoints(workdir: str) -> tuple[ocp.CheckpointManager, int]:
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
@@ -114,31 +103,10 @@ def _open_checkpoints(workdir: str) -> tuple[ocp.CheckpointManager, int]:
   return manager, step
 
 
-def _flat_shapes(tree: PyTree) -> dict[str, tuple]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {jax.tree_util.keystr(p, simple=True, separator="/"): tuple(np.shape(x))
-          for p, x in leaves}
-
-
 def _restore(manager: ocp.CheckpointManager, step: int, state: PyTree, workdir: str) -> PyTree:
   hint = (f"The checkpoint in {workdir} (step {step}) does not fit the model its config.json "
           "describes (config.json edited, or the model code changed since it was trained).")
-  tree = manager.item_metadata(step).tree
-  fits = not (isinstance(tree, Mapping) and "params" in tree
-              and _flat_shapes(tree["params"]) != _flat_shapes(state.params))
-  try:
-    if fits:
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-      return manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    from jsr import train  # Only to list what differs, in the engine's words.
-    train.restore_checkpoint(manager, step, state, workdir)
-    raise ValueError("parameter shapes differ")
-  except ValueError as e:
-    detail = str(e)
-    if detail.startswith("Workdir ") and "\n" in detail:  # The engine's hint is about training.
-      detail = detail.split("\n", 1)[1]
-    detail = "\n".join(l for l in detail.splitlines() if "partial_restore" not in l)
-    raise CheckpointMismatchError(f"{hint}\n{detail}") from e
+  return train.restore_checkpoint(manager, step, state, workdir, hint=hint)
 
 
 def load_state(workdir: str) -> tuple[ml_collections.ConfigDict, types.ModuleType, PyTree]:
@@ -151,7 +119,7 @@ def load_state(workdir: str) -> tuple[ml_collections.ConfigDict, types.ModuleTyp
   """
   workdir = os.path.abspath(workdir)
   config = read_config(workdir)
-  method = _load_method(config.method)
+  method = train.load_method(config.method)
   manager, step = _open_checkpoints(workdir)
   try:
     patch, batch = config.data.patch_size, config.data.batch_size

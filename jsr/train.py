@@ -39,15 +39,21 @@ import orbax.checkpoint as ocp
 
 from jsr import io as jio
 
-try:
-  from clu import parameter_overview
-except ImportError:
-  parameter_overview = None
-try:
-  from clu import metric_writers
-  from clu import periodic_actions
-except ImportError:  # clu's writers import TensorFlow + TensorBoard, absent on the GPU machines.
-  metric_writers = periodic_actions = None
+
+
+def import_clu() -> types.SimpleNamespace | None:
+  """clu's metric_writers, periodic_actions and parameter_overview, or None where they cannot be
+  imported (clu's writers import TensorFlow and TensorBoard, absent on the GPU machines).
+
+  Imported on first use, not at module import, so the engine's helpers (checkpoints, meshes,
+  method loading) serve jsr.inference without pulling in TensorFlow.
+  """
+  try:
+    from clu import metric_writers, parameter_overview, periodic_actions
+  except ImportError:
+    return None
+  return types.SimpleNamespace(metric_writers=metric_writers, periodic_actions=periodic_actions,
+                               parameter_overview=parameter_overview)
 
 PyTree = Any
 
@@ -178,10 +184,13 @@ def _describe_mismatch(saved: dict[str, tuple], model: dict[str, tuple], limit: 
 
 
 def restore_checkpoint(manager: ocp.CheckpointManager, step: int, state: PyTree,
-                       workdir: str) -> PyTree:
-  """`state` with the arrays of checkpoint `step`; CheckpointMismatchError if they do not fit."""
-  hint = (f"Workdir {workdir} holds a checkpoint (step {step}) of a different model or optimizer. "
-          "Use a new --workdir, or remove the old one if it is no longer needed.")
+                       workdir: str, hint: str | None = None) -> PyTree:
+  """`state` with the arrays of checkpoint `step`; CheckpointMismatchError if they do not fit.
+
+  `hint` opens the error message; the default speaks to a training run resuming in `workdir`.
+  """
+  hint = hint or (f"Workdir {workdir} holds a checkpoint (step {step}) of a different model or "
+                  "optimizer. Use a new --workdir, or remove the old one if it is no longer needed.")
   tree = manager.item_metadata(step).tree
   if isinstance(tree, Mapping) and "params" in tree:
     # Params are nested dicts on both sides, so their paths compare directly.
@@ -248,20 +257,22 @@ class _Progress:
 def make_writer(workdir: str):
   """clu's default writer (TensorBoard + console), plus workdir/metrics.jsonl on host 0."""
   jsonl = os.path.join(workdir, "metrics.jsonl")
-  if metric_writers is None:
+  clu = import_clu()
+  if clu is None:
     logging.warning("clu.metric_writers unavailable (needs TensorFlow and TensorBoard): "
                     "metrics go to the log and %s only.", jsonl)
     return JsonlWriter(jsonl if jax.process_index() == 0 else os.devnull, also_log=True)
   if jax.process_index() > 0:
-    return metric_writers.create_default_writer(workdir, just_logging=True)
-  return metric_writers.MultiWriter([metric_writers.create_default_writer(workdir),
+    return clu.metric_writers.create_default_writer(workdir, just_logging=True)
+  return clu.metric_writers.MultiWriter([clu.metric_writers.create_default_writer(workdir),
                                      JsonlWriter(jsonl)])
 
 
 def make_progress(num_train_steps: int, writer) -> Any:
-  if periodic_actions is None:
+  clu = import_clu()
+  if clu is None:
     return _Progress(num_train_steps)
-  return periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer)
+  return clu.periodic_actions.ReportProgress(num_train_steps=num_train_steps, writer=writer)
 
 
 def read_metrics(workdir: str) -> list[dict[str, float]]:
@@ -429,8 +440,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     return state
   save_config(config, workdir)  # After the checkpoint check: a failed resume changes nothing.
   writer = make_writer(workdir)
-  if parameter_overview is not None:
-    parameter_overview.log_parameter_overview(state.params)
+  clu = import_clu()
+  if clu is not None:
+    clu.parameter_overview.log_parameter_overview(state.params)
   train_step = make_train_step(method, config, mesh, train_rng)
   predict = make_predict(method, config, mesh)
 

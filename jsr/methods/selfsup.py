@@ -33,22 +33,10 @@ def create_model(config: ml_collections.ConfigDict):
                            dtype=jnp.dtype(config.model.dtype))
 
 
-def make_kernel(deg: ml_collections.ConfigDict):
-  """The blur kernel k of the degradation model, or None for plain MATLAB bicubic."""
-  if deg.kernel == "bicubic":
-    return None
-  if deg.kernel == "gaussian":
-    return degrade_ops.gaussian_kernel(deg.kernel_size, deg.sigma, deg.sigma2 or None, deg.theta)
-  if deg.kernel == "file":
-    return degrade_ops.load_kernel(deg.kernel_file)
-  raise ValueError(f"config.degradation.kernel must be bicubic, gaussian or file, "
-                   f"got {deg.kernel!r}")
-
-
 def make_degradation(config: ml_collections.ConfigDict):
   """jnp function hr -> lr implementing down_s(hr * k) with the configured kernel and sampling."""
   deg = config.degradation
-  kernel = make_kernel(deg)
+  kernel = degrade_ops.kernel_from_config(deg)
   mode = "bicubic" if kernel is None else deg.downsample
   return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=mode)
 

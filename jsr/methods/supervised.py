@@ -65,18 +65,6 @@ def create_model(config: ml_collections.ConfigDict):
                           dtype=jnp.dtype(config.model.dtype))
 
 
-def make_kernel(deg: ml_collections.ConfigDict):
-  """The blur kernel of the degradation, or None for plain MATLAB bicubic."""
-  if deg.kernel == "bicubic":
-    return None
-  if deg.kernel == "gaussian":
-    return degrade_ops.gaussian_kernel(deg.kernel_size, deg.sigma, deg.sigma2 or None, deg.theta)
-  if deg.kernel == "file":
-    return degrade_ops.load_kernel(deg.kernel_file)
-  raise ValueError(f"config.degradation.kernel must be bicubic, gaussian or file, "
-                   f"got {deg.kernel!r}")
-
-
 def _quantize(x):
   return jnp.clip(jnp.round(x * 255.0), 0.0, 255.0) / 255.0
 
@@ -84,7 +72,7 @@ def _quantize(x):
 def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
   """HR (N, P, P, C) float in [0, 1] -> LR (N, P/s, P/s, C), no gradient.
 
-  `kernel` is make_kernel(config.degradation), passed in so it is built (or loaded) once.
+  `kernel` is degrade_ops.kernel_from_config(config.degradation), passed in so it is built (or loaded) once.
   """
   deg, s = config.degradation, config.scale
   if deg.kernel == "bicubic":
@@ -92,7 +80,7 @@ def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
     lr = imresize(hr, 1.0 / s, quantize=deg.quantize)
   else:
     if kernel is None:
-      kernel = make_kernel(deg)
+      kernel = degrade_ops.kernel_from_config(deg)
     lr = degrade_ops.degrade(hr, s, kernel=kernel, mode=deg.downsample)
   if deg.noise_sigma > 0:
     if rng is None:
@@ -189,7 +177,7 @@ def compute_loss(outputs, hr, loss_fn, scale: int) -> tuple[jax.Array, dict[str,
 def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict):
   hr = _to_float(batch["image"])
   noise_rng = None if rng is None else jax.random.fold_in(rng, 0)
-  lr = synthesize_lr(hr, config, noise_rng, make_kernel(config.degradation))
+  lr = synthesize_lr(hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
   loss_fn = losses.parse_loss(config.loss)
   has_bn = state.batch_stats is not None
 

@@ -55,6 +55,22 @@ def load_kernel(path: str | os.PathLike) -> np.ndarray:
   return (k / k.sum()).astype(np.float32)
 
 
+def kernel_from_config(deg) -> np.ndarray | None:
+  """The blur kernel a `config.degradation` block describes, or None for plain MATLAB bicubic.
+
+  Keys: kernel ("bicubic" | "gaussian" | "file"), kernel_size, sigma, sigma2 (0: isotropic),
+  theta, kernel_file.
+  """
+  if deg.kernel == "bicubic":
+    return None
+  if deg.kernel == "gaussian":
+    return gaussian_kernel(deg.kernel_size, deg.sigma, deg.sigma2 or None, deg.theta)
+  if deg.kernel == "file":
+    return load_kernel(deg.kernel_file)
+  raise ValueError(f"config.degradation.kernel must be bicubic, gaussian or file, "
+                   f"got {deg.kernel!r}")
+
+
 def blur(x, kernel, padding: str = "reflect"):
   """Depthwise convolution of (N, H, W, C) images with one (k, k) kernel, same size out.
 
