@@ -9,7 +9,7 @@ Args (comma-separated after the colon, e.g. `configs/selfsup.py:scale=4,variant=
   runlocal        shrink everything so a run finishes in seconds (tests, laptops).
 
 The default (no args) trains on the photos bundled in scikit-image and evaluates on two held-out
-ones; it finishes in about 15 minutes on a 2-core CPU. Point it at your own LR photos with
+ones; it finishes in about 11 minutes on a 2-core CPU. Point it at your own LR photos with
 `--config.data.train=folder:/path/to/photos` and at benchmarks with
 `--config.eval.sets=set5=/path/Set5,set14=/path/Set14`.
 """
@@ -73,8 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.sets = "samples:eval"
 
-  # About 13 minutes on a 2-core CPU (5-6 steps/s); a GPU runs it in well under a minute.
-  config.total_steps = 4000
+  # About 11 minutes on a 2-core CPU (4.7 steps/s); a GPU runs it in well under a minute.
+  config.total_steps = 3000
   config.log_every_steps = 50
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 1000
