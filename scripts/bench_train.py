@@ -185,7 +185,7 @@ def run_jsr(model_name: str) -> dict:
   engine.check_batch_size(FLAGS.batch)
   batches = synthetic_batches(family, scale, FLAGS.batch, FLAGS.patch)
   out = {"side": "jsr", "mode": "jit", "jax": jax.__version__, "devices": jax.device_count(),
-         "rss_after_imports": rss_imports,
+         "rss_after_imports": rss_imports, "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind}
 
   t0 = time.perf_counter()

@@ -50,12 +50,24 @@ FLAGS = flags.FLAGS
 SETS = ("set5", "set14")
 
 
-def load_config(spec: str):
-  """The ConfigDict that `--config=spec` gives jsr.main (for its scale, model and steps)."""
+def load_config(spec: str, overrides: list[str] = ()):
+  """The ConfigDict that `--config=spec` and the `--config.key=value` overrides give jsr.main
+  (for its scale, model and steps); other arguments are ignored here."""
   path, _, arg = spec.partition(":")
   sys.path.insert(0, str(ROOT))
   module = importlib.import_module("configs." + Path(path).stem)
-  return module.get_config(arg or None)
+  config = module.get_config(arg or None)
+  for o in overrides:
+    key, sep, value = o.removeprefix("--config.").partition("=")
+    if not o.startswith("--config.") or not sep:
+      continue
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    old = node[leaf]
+    node[leaf] = (value.lower() in ("1", "true")) if isinstance(old, bool) else type(old)(value)
+  return config
 
 
 def _last(rows, key):
@@ -92,7 +104,7 @@ def main(argv):
   extra = argv[1:]
   if (FLAGS.steps is None) == (FLAGS.minutes is None):
     raise app.UsageError("give exactly one of --steps or --minutes")
-  config = load_config(FLAGS.config)
+  config = load_config(FLAGS.config, extra)
   s, name = config.scale, config.model.name
   workdir = Path(FLAGS.workdir).resolve() / f"{name}_x{s}_{config.model.variant}"
   sets = ",".join(f"{n}={Path(FLAGS.benchmarks).resolve() / n.replace('set', 'Set')}"
