@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.name = "selfsup_net"
   config.model.variant = a["variant"]
   config.model.dtype = "float32"  # "bfloat16" for mixed precision (params stay float32)
+  # Kernel of the global interpolation skip: cubic (MATLAB bicubic), lanczos2, lanczos3, bilinear,
+  # or none. The network starts as exactly this interpolation.
+  config.model.skip = "cubic"
 
   # The assumed degradation y = down_s(x * k). "bicubic" is MATLAB imresize (the usual benchmark
   # protocol); "gaussian" uses sigma/sigma2/theta and `downsample`; "file" loads kernel_file (.npy).

@@ -29,6 +29,20 @@ def test_network_shapes_and_starts_as_bicubic(scale):
   np.testing.assert_allclose(sr, imresize(lr, scale), atol=1e-6)
 
 
+def test_skip_kernel_sets_the_starting_interpolation():
+  lr = jax.random.uniform(jax.random.PRNGKey(0), (1, 8, 8, 3))
+  out = {}
+  for skip in ("lanczos3", "none"):
+    model = selfsup_net.Model(variant="tiny", scale=2, skip=skip)
+    out[skip] = model.apply(model.init(jax.random.PRNGKey(1), lr), lr)
+  np.testing.assert_allclose(out["lanczos3"], imresize(lr, 2, kernel="lanczos3"), atol=1e-6)
+  assert float(jnp.abs(out["lanczos3"] - imresize(lr, 2)).max()) > 1e-3  # not bicubic
+  np.testing.assert_array_equal(out["none"], 0.0)  # zero tail, no skip
+  with pytest.raises(ValueError, match="unknown kernel 'lanczos9'"):
+    model = selfsup_net.Model(variant="tiny", scale=2, skip="lanczos9")
+    model.init(jax.random.PRNGKey(1), lr)
+
+
 def test_parameter_count_matches_architecture_formula():
   f, b, s = 32, 4, 2
   conv = lambda cin, cout: 9 * cin * cout + cout

@@ -30,7 +30,7 @@ TrainState = train_state.TrainState
 
 def create_model(config: ml_collections.ConfigDict):
   return selfsup_net.Model(variant=config.model.variant, scale=config.scale,
-                           dtype=jnp.dtype(config.model.dtype))
+                           skip=config.model.skip, dtype=jnp.dtype(config.model.dtype))
 
 
 def make_degradation(config: ml_collections.ConfigDict):

@@ -1,6 +1,6 @@
 """The self-supervised method's network: a post-upsampling residual CNN with a bicubic skip.
 
-    sr = bicubic(lr) + PixelShuffle(conv(body(head(lr))))
+    sr = bicubic(lr) + PixelShuffle(conv(body(head(lr))))     (the skip's kernel is configurable)
 
 All convolutions run at LR resolution (cheap), the sub-pixel layer does the upsampling, and the
 output layer starts at zero so an untrained network is exactly MATLAB bicubic: training can only
@@ -45,8 +45,12 @@ class SelfSupNet(nn.Module):
   blocks: int = 4
   res_scale: float = 1.0
   channels: int = 3
-  bicubic_skip: bool = True   # add MATLAB bicubic of the input to the output
-  zero_tail: bool = True      # start as exactly bicubic (with the skip)
+  # The global skip: MATLAB imresize of the input with this kernel ("cubic", "lanczos2",
+  # "lanczos3", "bilinear", ...) is added to the output; "none" drops it. With the consistency loss
+  # alone it decides what the output holds in the null space of the degradation (see
+  # docs/selfsup.md): the loss never changes that part.
+  skip: str = "cubic"
+  zero_tail: bool = True      # start as exactly the skip's interpolation
   dtype: Any = jnp.float32  # computation dtype; params stay float32
 
   @nn.compact
@@ -61,8 +65,8 @@ class SelfSupNet(nn.Module):
     x = nn.Conv(self.channels * self.scale**2, (3, 3), dtype=self.dtype,
                 kernel_init=tail_init, name="tail")(x)
     out = pix.depth_to_space(x, self.scale).astype(jnp.float32)
-    if self.bicubic_skip:
-      out = out + imresize(lr.astype(jnp.float32), self.scale)
+    if self.skip != "none":
+      out = out + imresize(lr.astype(jnp.float32), self.scale, kernel=self.skip)
     return out
 
 
