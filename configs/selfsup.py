@@ -5,7 +5,8 @@ Self-supervised blind SR (the flagship): trains on LR observations only.
 Args (comma-separated after the colon, e.g. `configs/selfsup.py:scale=4,variant=base,runlocal`):
   scale=2|3|4     upscaling factor (default 2).
   variant=NAME    network size from jsr.models.selfsup_net.VARIANTS (default "small").
-  loss=NAME       "both" (consistency + pair, default), "consistency" or "pair".
+  loss=NAME       "both" (consistency + pair, default), "consistency" or "pair". "consistency"
+                  also sets model.skip=lanczos3 and model.tail=adjoint (see the comments below).
   runlocal        shrink everything so a run finishes in seconds (tests, laptops).
 
 The default (no args) trains on the photos bundled in scikit-image and evaluates on two held-out
@@ -28,13 +29,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0
   config.distributed = False
 
+  consistency = a["loss"] in ("both", "consistency")
+  pair = a["loss"] in ("both", "pair")
+  if not (consistency or pair):
+    raise ValueError(f"configs/selfsup.py: loss must be both, consistency or pair, got {a['loss']!r}")
+
   config.model = ml_collections.ConfigDict()
   config.model.name = "selfsup_net"
   config.model.variant = a["variant"]
   config.model.dtype = "float32"  # "bfloat16" for mixed precision (params stay float32)
   # Kernel of the global interpolation skip: cubic (MATLAB bicubic), lanczos2, lanczos3, bilinear,
   # or none. The network starts as exactly this interpolation.
-  config.model.skip = "cubic"
+  # Tail: "shuffle" (sub-pixel conv) or "adjoint": the residual is D^T of an LR map (D = the
+  # assumed degradation), so the output moves from the skip only where the consistency loss sees.
+  # The consistency loss alone cannot tell what belongs in D's null space, so there the skip's
+  # content is kept: Lanczos-3 holds more true detail than bicubic (docs/selfsup.md).
+  only_consistency = consistency and not pair
+  config.model.skip = "lanczos3" if only_consistency else "cubic"
+  config.model.tail = "adjoint" if only_consistency else "shuffle"
 
   # The assumed degradation y = down_s(x * k). "bicubic" is MATLAB imresize (the usual benchmark
   # protocol); "gaussian" uses sigma/sigma2/theta and `downsample`; "file" loads kernel_file (.npy).
@@ -42,10 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # L = alpha*L2 + beta*(1-SSIM) + gamma*TV(HR') [consistency] + delta*L2 [pair].
   config.loss = ml_collections.ConfigDict()
-  consistency = a["loss"] in ("both", "consistency")
-  pair = a["loss"] in ("both", "pair")
-  if not (consistency or pair):
-    raise ValueError(f"configs/selfsup.py: loss must be both, consistency or pair, got {a['loss']!r}")
   config.loss.alpha = 1.0 if consistency else 0.0
   config.loss.beta = 0.01 if consistency else 0.0
   config.loss.gamma = 0.0

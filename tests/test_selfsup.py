@@ -43,6 +43,27 @@ def test_skip_kernel_sets_the_starting_interpolation():
     model.init(jax.random.PRNGKey(1), lr)
 
 
+def test_adjoint_tail_moves_the_output_only_in_the_row_space_of_d():
+  """tail='adjoint': output - skip = D^T c, so it is orthogonal to D's null space. Reference: the
+  projector onto that null space, I - D^T (D D^T)^-1 D, from MATLAB's per-axis bicubic matrices."""
+  from jsr.ops.resize import resize_matrix
+  s, h, w = 2, 6, 7
+  config = selfsup_config.get_config("scale=2,variant=tiny,loss=consistency")
+  config.model.skip, config.model.tail = "cubic", "adjoint"
+  model = selfsup.create_model(config)
+  lr = jax.random.uniform(jax.random.PRNGKey(0), (1, h, w, 3))
+  params = model.init(jax.random.PRNGKey(1), lr)
+  np.testing.assert_allclose(model.apply(params, lr), imresize(lr, s), atol=1e-6)  # zero tail
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(2), p.shape),
+                        params)
+  residual = np.asarray(model.apply(params, lr) - imresize(lr, s), np.float64)[0]
+  d = np.kron(resize_matrix(h * s, h, 1 / s), resize_matrix(w * s, w, 1 / s)).astype(np.float64)
+  null = np.eye(d.shape[1]) - d.T @ np.linalg.solve(d @ d.T, d)
+  flat = residual.reshape(-1, 3)  # (H*W, C), row-major like the Kronecker product
+  assert np.abs(flat).max() > 1e-3  # a real residual
+  np.testing.assert_allclose(null @ flat, 0.0, atol=1e-5 * np.abs(flat).max())
+
+
 def test_parameter_count_matches_architecture_formula():
   f, b, s = 32, 4, 2
   conv = lambda cin, cout: 9 * cin * cout + cout

@@ -29,8 +29,12 @@ TrainState = train_state.TrainState
 
 
 def create_model(config: ml_collections.ConfigDict):
+  # Workdirs written before skip/tail existed were bicubic + sub-pixel.
+  skip, tail = config.model.get("skip", "cubic"), config.model.get("tail", "shuffle")
   return selfsup_net.Model(variant=config.model.variant, scale=config.scale,
-                           skip=config.model.skip, dtype=jnp.dtype(config.model.dtype))
+                           skip=skip, tail=tail,
+                           degrade=make_degradation(config) if tail == "adjoint" else None,
+                           dtype=jnp.dtype(config.model.dtype))
 
 
 def make_degradation(config: ml_collections.ConfigDict):

@@ -9,10 +9,11 @@ move away from the bicubic baseline where the loss asks for it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import dm_pix as pix
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jsr.ops.resize import imresize
@@ -51,6 +52,12 @@ class SelfSupNet(nn.Module):
   # docs/selfsup.md): the loss never changes that part.
   skip: str = "cubic"
   zero_tail: bool = True      # start as exactly the skip's interpolation
+  # How the residual reaches HR: "shuffle" (sub-pixel conv, s^2*C channels) or "adjoint": the tail
+  # gives C channels at LR and the residual is D^T of them, D = `degrade` (the assumed linear
+  # degradation hr -> lr). Then the output differs from the skip only in D's row space, the part
+  # the consistency loss sees; nothing unobserved is added (docs/selfsup.md).
+  tail: str = "shuffle"
+  degrade: Callable | None = None
   dtype: Any = jnp.float32  # computation dtype; params stay float32
 
   @nn.compact
@@ -62,9 +69,20 @@ class SelfSupNet(nn.Module):
       x = ResBlock(self.features, self.res_scale, self.dtype, name=f"block_{i}")(x)
     x = nn.Conv(self.features, (3, 3), dtype=self.dtype, name="body_out")(x) + skip
     tail_init = nn.initializers.zeros if self.zero_tail else nn.linear.default_kernel_init
-    x = nn.Conv(self.channels * self.scale**2, (3, 3), dtype=self.dtype,
-                kernel_init=tail_init, name="tail")(x)
-    out = pix.depth_to_space(x, self.scale).astype(jnp.float32)
+    if self.tail == "shuffle":
+      x = nn.Conv(self.channels * self.scale**2, (3, 3), dtype=self.dtype,
+                  kernel_init=tail_init, name="tail")(x)
+      out = pix.depth_to_space(x, self.scale).astype(jnp.float32)
+    elif self.tail == "adjoint":
+      if self.degrade is None:
+        raise ValueError("SelfSupNet: tail='adjoint' needs the degradation (degrade=hr -> lr)")
+      x = nn.Conv(self.channels, (3, 3), dtype=self.dtype, kernel_init=tail_init,
+                  name="tail")(x).astype(jnp.float32)
+      n, h, w, c = x.shape
+      hr = jax.ShapeDtypeStruct((n, h * self.scale, w * self.scale, c), jnp.float32)
+      (out,) = jax.linear_transpose(self.degrade, hr)(x)
+    else:
+      raise ValueError(f"SelfSupNet: tail must be 'shuffle' or 'adjoint', got {self.tail!r}")
     if self.skip != "none":
       out = out + imresize(lr.astype(jnp.float32), self.scale, kernel=self.skip)
     return out
