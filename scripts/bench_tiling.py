@@ -48,9 +48,9 @@ def _model(args):
     config, method, state = inference.load_state(args.workdir)
     state = state.replace(opt_state=None)
     return (lambda st, lr: method.predict(st, lr, config)), state, config.scale
-  from jsr.models import get_model
+  from jsr.models import common, get_model
   model = get_model("edsr", variant="baseline", scale=args.scale)
-  params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
+  params = common.init_variables(model, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]
   return (lambda p, lr: model.apply({"params": p}, lr)), params, args.scale
 
 

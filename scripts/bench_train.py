@@ -124,14 +124,14 @@ def jsr_method_and_config(family: str, variant: str, scale: int, dtype: str):
   import jax.numpy as jnp
   from flax.training import train_state
   from jsr import losses, optim
-  from jsr.models import get_model
+  from jsr.models import common, get_model
 
   config = ml_collections.ConfigDict(dict(scale=scale, total_steps=10**6,
                                           optim=optim.default_config()))  # Adam 1e-4, constant
 
   def init(config, rng, batch):
     model = get_model(family, variant=variant, scale=scale, dtype=jnp.dtype(dtype))
-    params = jax.jit(model.init)(rng, jnp.asarray(batch["lr"][:1]))["params"]
+    params = common.init_variables(model, rng, jnp.asarray(batch["lr"][:1]))["params"]
     return train_state.TrainState.create(apply_fn=model.apply, params=params,
                                          tx=optim.make_optimizer(config.optim, config.total_steps))
 

@@ -22,7 +22,7 @@ import optax
 from flax.training import train_state
 
 from jsr import losses
-from jsr.models import selfsup_net
+from jsr.models import common, selfsup_net
 from jsr.ops import degrade as degrade_ops
 
 TrainState = train_state.TrainState
@@ -63,7 +63,7 @@ def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
   _check(config, patch)
   model = create_model(config)
   dummy = jnp.zeros((1, patch, patch, 3), jnp.float32)
-  params = jax.jit(model.init)(rng, dummy)["params"]
+  params = common.init_variables(model, rng, dummy)["params"]
   tx = optim.make_optimizer(config.optim, config.total_steps)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 

@@ -41,6 +41,7 @@ import optax
 
 from jsr import losses
 from jsr import models
+from jsr.models import common
 from jsr.ops import degrade as degrade_ops
 from jsr.ops.resize import imresize
 
@@ -128,7 +129,7 @@ def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
   losses.parse_loss(config.loss)  # An unknown term fails here, before anything compiles.
   model = create_model(config)
   dummy = jnp.zeros((1, patch // config.scale, patch // config.scale, 3), jnp.float32)
-  variables = jax.jit(model.init)(rng, dummy)
+  variables = common.init_variables(model, rng, dummy)
   params = variables["params"]
   if "dssim" in config.loss.lower():
     shapes = jax.eval_shape(lambda v: model.apply(v, dummy), variables)

@@ -36,6 +36,18 @@ he_normal = nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 torch_default = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
+def init_variables(model: nn.Module, rng, *args, **kwargs):
+  """`model.init`, run op by op rather than under `jax.jit`.
+
+  Jitting init makes XLA compile one inlined threefry per parameter, and that compile grows
+  faster than the parameter count: RCAN's 830 parameters took 96 s to compile on a 2-core CPU
+  (the step itself compiles in 40 s) against 3.7 s op by op; for EDSR-baseline both take ~2.5 s.
+  Values are the same either way (threefry is deterministic); the forward pass init traces runs on
+  the caller's small dummy input, op by op, which is cheap.
+  """
+  return model.init(rng, *args, **kwargs)
+
+
 def conv(features: int, kernel_size: int, *, dtype: Dtype = jnp.float32, use_bias: bool = True,
          kernel_init: Callable | None = None, strides: int = 1, name: str | None = None) -> nn.Conv:
   """A square 'SAME' (zero-padded, k // 2) convolution with float32 params, PyTorch's padding and
