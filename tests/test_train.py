@@ -304,3 +304,39 @@ def test_without_clu_writers_metrics_go_to_log_and_jsonl(tmp_path, monkeypatch):
   with progress.timed("eval"):
     for step in range(1, 11):
       progress(step)
+
+
+_BLOCK_TENSORFLOW = """
+import runpy, sys
+for name in ("tensorflow", "tensorflow_datasets", "tensorboard"):
+  sys.modules[name] = None  # Absent, as on the GPU machines: import fails, find_spec is None.
+sys.argv = ["jsr.main"] + sys.argv[1:]
+try:
+  runpy.run_module("jsr.main", run_name="__main__")
+except SystemExit as e:
+  if e.code:
+    raise
+print("imported:", sorted(m for m, v in sys.modules.items()
+                         if v is not None and m.split(".")[0] in ("tensorflow", "tensorboard")))
+"""
+
+
+def test_trains_and_evaluates_without_tensorflow(tmp_path):
+  """The GPU machines have no TensorFlow: jsr.main must train, checkpoint, evaluate and log there
+  with the numpy input pipeline, and nothing on that path may import TensorFlow."""
+  train_dir, eval_dir = make_dirs(tmp_path)
+  workdir = tmp_path / "w"
+  proc = subprocess.run(
+      [sys.executable, "-c", _BLOCK_TENSORFLOW, "--config=configs/selfsup.py:runlocal",
+       f"--workdir={workdir}", "--config.data.backend=numpy",
+       f"--config.data.train=folder:{train_dir}", f"--config.eval.sets=tiny={eval_dir}",
+       f"--config.total_steps={TOTAL_STEPS}", f"--config.eval_every_steps={TOTAL_STEPS}",
+       "--config.checkpoint_every_steps=2", "--config.log_every_steps=1"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "imported: []" in proc.stdout, proc.stdout[-2000:]
+  assert checkpoint_steps(workdir) == [2, 4]
+  rows = train.read_metrics(str(workdir))
+  assert [r["step"] for r in rows if "train/loss" in r] == [1, 2, 3, 4]
+  assert any("eval/tiny_x2/psnr_y" in r for r in rows)
