@@ -47,6 +47,10 @@ def main(argv):
     pass  # The GPU machines have no TensorFlow; nothing in training needs it.
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
+  if "engine" in config and config.engine == "zeroshot":  # One training per test image.
+    from jsr import zeroshot  # pylint: disable=g-import-not-at-top
+    zeroshot.run(config, FLAGS.workdir)
+    return
   from jsr import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(config, FLAGS.workdir)
 

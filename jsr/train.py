@@ -66,18 +66,20 @@ class CheckpointMismatchError(ValueError):
   """The workdir's checkpoint does not fit the configured model/optimizer."""
 
 
-def load_method(name: str) -> types.ModuleType:
-  """The module jsr.methods.<name>, checked for the engine's interface."""
+def load_method(name: str, interface: tuple[str, ...] = ("init", "train_step", "predict")
+                ) -> types.ModuleType:
+  """The module jsr.methods.<name>, checked for an engine's interface (this engine's by default;
+  jsr.zeroshot asks for `super_resolve`)."""
   try:
     module = importlib.import_module(f"jsr.methods.{name}")
   except ModuleNotFoundError as e:
     if e.name != f"jsr.methods.{name}":
       raise  # The method exists but one of its own imports failed: show that.
     raise ValueError(f"config.method={name!r}: no module jsr/methods/{name}.py") from e
-  missing = [f for f in ("init", "train_step", "predict") if not hasattr(module, f)]
+  missing = [f for f in interface if not hasattr(module, f)]
   if missing:
-    raise ValueError(f"jsr.methods.{name} lacks {missing}; a method provides init, train_step "
-                     "and predict")
+    raise ValueError(f"jsr.methods.{name} lacks {missing}; this engine's methods provide "
+                     f"{', '.join(interface)}")
   return module
 
 

@@ -1,0 +1,292 @@
+"""ZSSR: "Zero-Shot" Super-Resolution (Shocher, Cohen, Irani, CVPR 2018).
+
+A zero-shot method: no training set. For each test image (the LR input y) a small network is
+trained from scratch on y alone, then applied to y:
+
+  * HR "fathers" are crops of y, augmented (flips and 90-degree rotations, or a random affine map
+    with scale in [min_scale, 1], shear and rotation, or left as they are), sampled on the host;
+  * each father's LR "son" is made on the device with the assumed degradation (MATLAB bicubic
+    by default, or a known/estimated blur kernel from config.degradation, e.g. KernelGAN's);
+  * the network (jsr/models/zssr_net.py: bicubic upsampling + a residual of 8 plain convs) learns
+    son -> father with L1 and Adam;
+  * the learning rate starts at 1e-3 and is divided by 10 whenever a linear fit of the
+    reconstruction error (the network applied to y's own son, against y) over the last 256
+    iterations has a slope smaller than 1/1.5 of the fit's standard error; training stops when it
+    falls below min_lr (or at max_iters);
+  * the output is the median over the 8 dihedral transforms of the network applied to y, each
+    made consistent with y by iterative back-projection, then back-projected once more.
+
+The defaults are the paper's released configuration (X2_ONE_JUMP_IDEAL_CONF). Departures, all
+for speed: fathers go to the device `chunk_steps` at a time and the steps between two learning
+rate checks run in one `lax.scan`; the reconstruction test and policy check run after every
+`test_every` / `policy_check_every` updates (the reference counts them from the first update);
+affine fathers are resampled with scikit-image's bicubic `warp` and mirror-padded where the map
+leaves the image (the reference's OpenCV warp pads with black). Gradual SR (intermediate scales)
+is not implemented: one jump of `config.scale`.
+
+`super_resolve(lr, config, seed)` is the whole method for one image; jsr/zeroshot.py runs it over
+benchmark folders or the user's images.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax.linen as nn
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jsr.models import common, get_model
+from jsr.ops import degrade as degrade_ops
+from jsr.ops.resize import imresize
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  return get_model(config.model.name, variant=config.model.variant, scale=config.scale,
+                   dtype=jnp.dtype(config.model.dtype))
+
+
+def make_degradation(config: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
+  """The assumed HR -> LR map, for sons and back-projection (as in jsr.methods.selfsup)."""
+  deg = config.degradation
+  kernel = degrade_ops.kernel_from_config(deg)
+  mode = "bicubic" if kernel is None else deg.downsample
+  return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=mode)
+
+
+# ------------------------------------------------------------------------------------------------
+# Fathers: augmented crops of the input, on the host.
+# ------------------------------------------------------------------------------------------------
+
+
+def father_size(shape: tuple[int, ...], crop_size: int, scale: int) -> int:
+  """Side of the square fathers: crop_size, or the image's smaller side if that is less, rounded
+  down to a multiple of the scale (so the son is exactly father / scale)."""
+  size = min(crop_size, shape[0], shape[1])
+  size -= size % scale
+  if size < 2 * scale:
+    raise ValueError(f"ZSSR: an input of {shape[0]}x{shape[1]} is too small to train on at "
+                     f"x{scale} (fathers of at least {2 * scale}x{2 * scale} are needed)")
+  return size
+
+
+def sample_father(image: np.ndarray, size: int, rng: np.random.Generator,
+                  aug: ml_collections.ConfigDict) -> np.ndarray:
+  """One (size, size, C) father from `image` (H, W, C) in [0, 1], the reference's three modes."""
+  from skimage import transform  # pylint: disable=g-import-not-at-top
+
+  h, w = image.shape[:2]
+  u = rng.random()
+  if u < aug.leave_as_is_probability:
+    mode = "leave_as_is"
+  elif u < aug.leave_as_is_probability + aug.no_interpolate_probability:
+    mode = "no_interp"
+  else:
+    mode = "affine"
+  if mode != "affine":
+    y = rng.integers(0, h - size + 1)
+    x = rng.integers(0, w - size + 1)
+    crop = image[y:y + size, x:x + size]
+    if mode == "no_interp" and aug.allow_rotation:
+      crop = np.rot90(crop, rng.integers(4))
+      if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return np.ascontiguousarray(crop)
+
+  scale = rng.uniform(aug.min_scale, 1.0)
+  diff = rng.normal() * aug.scale_diff_sigma
+  reflect = (1.0 if rng.random() < 0.5 else -1.0) if aug.allow_rotation else 1.0
+  theta = rng.uniform(0, 2 * math.pi) if aug.allow_rotation else 0.0
+  shear_x, shear_y = rng.normal(size=2) * aug.shear_sigma
+  shift_x = rng.random() * max(scale * w - size, 0.0)
+  shift_y = rng.random() * max(scale * h - size, 0.0)
+  # Output (x, y) <- input (x, y): about the image centre, scale (with mirror), rotate, shear,
+  # then shift so the crop window lands inside the scaled image.
+  to_center = np.array([[1, 0, -w / 2], [0, 1, -h / 2], [0, 0, 1]])
+  scale_mat = np.diag([reflect * (scale + diff / 2), scale - diff / 2, 1.0])
+  c, s = math.cos(theta), math.sin(theta)
+  rotation = np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]])
+  shear = np.array([[1, shear_x, 0], [shear_y, 1, 0], [0, 0, 1]])
+  shift = np.array([[1, 0, -shift_x], [0, 1, -shift_y], [0, 0, 1]])
+  back = np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]])
+  forward = back @ shift @ shear @ rotation @ scale_mat @ to_center
+  out = transform.warp(image, transform.AffineTransform(matrix=forward).inverse,
+                       output_shape=(size, size), order=3, mode="symmetric",
+                       preserve_range=True)
+  return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training and the final output, on the device.
+# ------------------------------------------------------------------------------------------------
+
+
+class TrainState(train_state.TrainState):
+  pass
+
+
+def init_state(config: ml_collections.ConfigDict, rng, channels: int, size: int) -> TrainState:
+  model = create_model(config)
+  dummy = jnp.zeros((1, size // config.scale, size // config.scale, channels), jnp.float32)
+  params = common.init_variables(model, rng, dummy)["params"]
+  z = config.zssr
+  tx = optax.inject_hyperparams(optax.adam)(learning_rate=z.lr, b1=z.b1, b2=z.b2)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def make_son(father, degrade_fn, noise_std: float, rng):
+  son = degrade_fn(father)
+  if noise_std > 0:
+    son = son + noise_std * jax.random.normal(rng, son.shape, son.dtype)
+  return jnp.clip(son, 0.0, 1.0)
+
+
+def train_chunk(state: TrainState, fathers, rng, degrade_fn, noise_std: float):
+  """len(fathers) Adam steps, one batch of fathers (K, B, F, F, C) each; returns the L1s."""
+  def step(state, inputs):
+    father, i = inputs
+    son = make_son(father, degrade_fn, noise_std, jax.random.fold_in(rng, i))
+
+    def loss_fn(params):
+      return jnp.mean(jnp.abs(state.apply_fn({"params": params}, son) - father))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), loss
+
+  return jax.lax.scan(step, state, (fathers, jnp.arange(fathers.shape[0])))
+
+
+def reconstruction_mse(params, apply_fn, image, degrade_fn):
+  """MSE of the network applied to the input's own son, against the input (1, H, W, C)."""
+  rec = jnp.clip(apply_fn({"params": params}, jnp.clip(degrade_fn(image), 0.0, 1.0)), 0.0, 1.0)
+  return jnp.mean((rec - image) ** 2)
+
+
+def back_project(sr, lr, degrade_fn, scale: int, iters: int):
+  """sr <- clip(sr + bicubic_up(lr - D(sr))), `iters` times (Irani & Peleg, as in ZSSR)."""
+  for _ in range(iters):
+    sr = jnp.clip(sr + imresize(lr - degrade_fn(sr), scale), 0.0, 1.0)
+  return sr
+
+
+def _dihedral(k: int) -> tuple[Callable, Callable]:
+  """The k-th of the 8 dihedral maps on (N, H, W, C) and its inverse: rotate k*90 degrees, then
+  mirror (left-right) when k >= 4 (the reference's order)."""
+  rot, flip = k % 4, k >= 4
+
+  def fwd(x):
+    x = jnp.rot90(x, rot, axes=(1, 2))
+    return x[:, :, ::-1] if flip else x
+
+  def inv(y):
+    y = y[:, :, ::-1] if flip else y
+    return jnp.rot90(y, -rot, axes=(1, 2))
+
+  return fwd, inv
+
+
+def final_output(params, apply_fn, lr, degrade_fn, scale: int, bp_iters: int,
+                 self_ensemble: bool):
+  """The paper's test: per-transform output + back-projection, median, back-projection."""
+  outs = []
+  for k in range(8 if self_ensemble else 1):
+    fwd, inv = _dihedral(k)
+    sr = jnp.clip(inv(apply_fn({"params": params}, fwd(lr))), 0.0, 1.0)
+    outs.append(back_project(sr, lr, degrade_fn, scale, bp_iters))
+  sr = jnp.median(jnp.stack(outs), axis=0) if len(outs) > 1 else outs[0]
+  return back_project(sr, lr, degrade_fn, scale, bp_iters)
+
+
+# ------------------------------------------------------------------------------------------------
+# The learning-rate policy and the per-image loop.
+# ------------------------------------------------------------------------------------------------
+
+
+def should_reduce_lr(steps: list[int], errors: list[float], ratio: float) -> bool:
+  """The reference's test: fit errors ~ a*step + b; reduce when -ratio * a < std(a)."""
+  (slope, _), cov = np.polyfit(np.asarray(steps, np.float64), np.asarray(errors, np.float64),
+                               1, cov=True)
+  return -ratio * slope < math.sqrt(max(cov[0, 0], 0.0))
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  z = config.zssr
+  if math.gcd(z.test_every, z.policy_check_every) % z.chunk_steps:
+    raise ValueError(f"config.zssr.chunk_steps={z.chunk_steps} must divide test_every="
+                     f"{z.test_every} and policy_check_every={z.policy_check_every}")
+  if z.slope_range < 3 * z.test_every:  # A line fit with an error estimate needs 3 points.
+    raise ValueError(f"config.zssr.slope_range={z.slope_range} must cover at least three tests "
+                     f"(test_every={z.test_every})")
+  if z.batch_size < 1 or z.max_iters < 1:
+    raise ValueError("config.zssr.batch_size and max_iters must be positive")
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(config_json: str):
+  """Jitted train/test/output functions for one config (shapes are traced per image)."""
+  config = ml_collections.ConfigDict(json.loads(config_json))
+  degrade_fn = make_degradation(config)
+  z = config.zssr
+  chunk = jax.jit(functools.partial(train_chunk, degrade_fn=degrade_fn, noise_std=z.noise_std),
+                  donate_argnums=0)
+  model = create_model(config)
+  rec = jax.jit(functools.partial(reconstruction_mse, apply_fn=model.apply, degrade_fn=degrade_fn))
+  out = jax.jit(functools.partial(final_output, apply_fn=model.apply, degrade_fn=degrade_fn,
+                                  scale=config.scale, bp_iters=z.back_projection_iters,
+                                  self_ensemble=z.self_ensemble))
+  return chunk, rec, out
+
+
+def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+  """ZSSR on one LR image (H, W, C) float in [0, 1]: the SR image (sH, sW, C) and a log
+  {"iterations", "final_lr", "seconds", "rec_mse": [(iteration, mse), ...]}."""
+  check_config(config)
+  z, s = config.zssr, config.scale
+  lr = np.array(lr, np.float32)  # A writable copy (scikit-image's warp needs one).
+  if lr.ndim != 3:
+    raise ValueError(f"ZSSR: expected one (H, W, C) image, got shape {lr.shape}")
+  size = father_size(lr.shape, z.crop_size, s)
+  chunk_fn, rec_fn, out_fn = _compiled(config.to_json())
+  host_rng = np.random.default_rng(seed)
+  key = jax.random.key(seed)
+  state = init_state(config, jax.random.fold_in(key, 0), lr.shape[-1], size)
+  # The reconstruction test runs on the input cropped to a multiple of the scale.
+  test_image = jnp.asarray(lr[: lr.shape[0] // s * s, : lr.shape[1] // s * s][None])
+
+  t0 = time.perf_counter()
+  learning_rate, last_change, steps, errors, n = z.lr, 0, [], [], 0
+  while n < z.max_iters and learning_rate >= z.min_lr:
+    k = min(z.chunk_steps, z.max_iters - n)
+    fathers = np.stack([np.stack([sample_father(lr, size, host_rng, z.augment)
+                                  for _ in range(z.batch_size)]) for _ in range(k)])
+    state.opt_state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    state, losses = chunk_fn(state, jnp.asarray(fathers), jax.random.fold_in(key, n + 1))
+    n += k
+    if n % z.test_every == 0:
+      mse = float(rec_fn(state.params, image=test_image))
+      if not math.isfinite(mse) or not np.all(np.isfinite(np.asarray(losses))):
+        raise FloatingPointError(f"ZSSR diverged at iteration {n} (reconstruction MSE {mse}); "
+                                 f"lower config.zssr.lr (now {z.lr})")
+      steps.append(n)
+      errors.append(mse)
+    if n % z.policy_check_every == 0 and n - last_change > z.min_iters:
+      window = z.slope_range // z.test_every
+      if len(errors) >= 3 and should_reduce_lr(steps[-window:], errors[-window:],
+                                               z.lr_change_ratio):
+        learning_rate /= 10.0
+        last_change = n
+        logging.info("ZSSR iteration %d: reconstruction MSE %.3g, learning rate -> %.0e",
+                     n, errors[-1], learning_rate)
+  sr = np.asarray(out_fn(state.params, lr=jnp.asarray(lr[None])))[0]
+  return sr, {"iterations": n, "final_lr": learning_rate, "seconds": time.perf_counter() - t0,
+              "rec_mse": list(zip(steps, errors))}

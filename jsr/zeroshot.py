@@ -1,0 +1,155 @@
+"""The engine for zero-shot methods: one training per test image, no training set.
+
+  python -m jsr.main --config=configs/zssr.py:scale=2 --workdir=/tmp/zssr_x2 \
+      --config.eval.sets=set5=/data/Set5
+
+jsr.main hands a config with `engine = "zeroshot"` here. The method module `jsr.methods.<name>`
+provides one function,
+
+    super_resolve(lr, config, seed) -> (sr, log)   # (H, W, C) in [0, 1] -> (sH, sW, C); a dict
+
+and the engine runs it on
+  * every HR image of config.eval.sets (LR made by the benchmark protocol, MATLAB bicubic on the
+    8-bit image), scored with Y-PSNR/SSIM as in jsr.evaluate, next to bicubic; and
+  * every image of config.data.inputs (the user's own LR images; no score).
+Each image's SR goes to workdir/images/<set>/<name>.png (with an LR | bicubic | SR | HR grid in
+workdir/images/<set>/grids/ for scored images) and its scores and log to workdir/results.jsonl,
+written as soon as the image is done. A rerun of the same workdir skips the images already in
+results.jsonl, so an interrupted run resumes at the image it was on. When all are done, per-set
+means go to TensorBoard and workdir/metrics.jsonl as eval/<set>_x<s>/{psnr_y, ssim_y,
+bicubic_psnr_y, bicubic_ssim_y, seconds, iterations}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import time
+from typing import Any
+
+from absl import logging
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jsr import evaluate
+from jsr import io as jio
+from jsr import train
+from jsr.ops.resize import imresize
+
+
+def read_results(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, "results.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _append_result(workdir: str, row: dict[str, Any]) -> None:
+  with open(os.path.join(workdir, "results.jsonl"), "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def _image_seed(config: ml_collections.ConfigDict, index: int) -> int:
+  return config.seed * 100_003 + index
+
+
+def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
+               ) -> dict[str, Any]:
+  """Run the method on one benchmark image; save its SR and grid; return its results row."""
+  log: dict[str, Any] = {}
+
+  def sr_fn(lr):
+    sr, info = method.super_resolve(np.asarray(lr[0]), config, seed)
+    log.update(info)
+    return jnp.asarray(sr)[None]
+
+  s = config.scale
+  ours = evaluate.evaluate_images(sr_fn, [path], s, log=None, keep_outputs=True)
+  bic = evaluate.evaluate_images(evaluate.interpolation_fn("bicubic", s), [path], s, log=None,
+                                 keep_outputs=True)
+  (lr, sr, hr), (_, bicubic, _) = ours["outputs"][0], bic["outputs"][0]
+  stem = Path(path).stem
+  jio.save_image(os.path.join(workdir, "images", set_name, f"{stem}.png"), sr)
+  train.save_grid(os.path.join(workdir, "images", set_name, "grids", f"{stem}.png"),
+                  lr, bicubic, sr, hr, s)
+  row = ours["per_image"][0]
+  return {"set": set_name, "image": row["image"], "psnr_y": row["psnr_y"],
+          "ssim_y": row["ssim_y"], "bicubic_psnr_y": bic["per_image"][0]["psnr_y"],
+          "bicubic_ssim_y": bic["per_image"][0]["ssim_y"], "seed": seed,
+          **{k: v for k, v in log.items() if k != "rec_mse"}, "rec_mse": log.get("rec_mse")}
+
+
+def _upscale_one(method, config, path: str, seed: int, workdir: str, set_name: str
+                 ) -> dict[str, Any]:
+  """Run the method on one of the user's LR images (no ground truth); save the PNG."""
+  img = jio.load_image(path)
+  sr, log = method.super_resolve(img.image, config, seed)
+  alpha = None
+  if img.alpha is not None:  # Alpha is not the method's business: MATLAB bicubic, clipped.
+    alpha = np.clip(np.asarray(imresize(jnp.asarray(img.alpha), config.scale)), 0.0, 1.0)
+  jio.save_image(os.path.join(workdir, "images", set_name, f"{Path(path).stem}.png"), sr, alpha)
+  return {"set": set_name, "image": Path(path).name, "seed": seed,
+          **{k: v for k, v in log.items() if k != "rec_mse"}, "rec_mse": log.get("rec_mse")}
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+  """Run config.method on every image (resuming), log per-set means; return all result rows."""
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  method = train.load_method(config.method, interface=("super_resolve",))
+  jobs = [(name, paths, True) for name, paths in train.parse_eval_sets(config.eval.sets).items()]
+  if config.data.inputs:
+    try:
+      jobs.append(("inputs", jio.list_images(config.data.inputs), False))
+    except FileNotFoundError as e:
+      raise ValueError(f"config.data.inputs {config.data.inputs!r}: {e}") from e
+  if not any(paths for _, paths, _ in jobs):
+    raise ValueError("nothing to do: config.eval.sets and config.data.inputs name no images")
+  saved = os.path.join(workdir, "config.json")
+  if os.path.exists(saved):
+    before = json.loads(Path(saved).read_text())
+    now = json.loads(config.to_json_best_effort())
+    if before != now:
+      changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+      raise ValueError(f"{workdir} holds results of another config (differs in: "
+                       f"{', '.join(changed)}); use a new workdir")
+  train.save_config(config, workdir)
+
+  done = {(r["set"], r["image"]) for r in read_results(workdir)}
+  total = sum(len(p) for _, p, _ in jobs)
+  count = 0
+  for set_name, paths, scored in jobs:
+    for index, path in enumerate(paths):
+      count += 1
+      if (set_name, Path(path).name) in done:
+        continue
+      t0 = time.perf_counter()
+      one = _score_one if scored else _upscale_one
+      try:
+        row = one(method, config, path, _image_seed(config, index), workdir, set_name)
+      except FloatingPointError as e:
+        raise FloatingPointError(f"{path}: {e}. Results of the images before it are kept in "
+                                 f"{workdir}/results.jsonl.") from e
+      _append_result(workdir, row)
+      score = (f"{row['psnr_y']:.2f} dB / {row['ssim_y']:.4f} (bicubic "
+               f"{row['bicubic_psnr_y']:.2f})" if scored else "saved")
+      logging.info("[%d/%d] %s/%s: %s, %s iterations, %.1f s", count, total, set_name,
+                   row["image"], score, row.get("iterations", "-"), time.perf_counter() - t0)
+
+  rows = read_results(workdir)
+  writer = train.make_writer(workdir)
+  scalars = {}
+  for set_name, _, scored in jobs:
+    mine = [r for r in rows if r["set"] == set_name]
+    keys = ["psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"] if scored else []
+    keys += [k for k in ("seconds", "iterations") if all(k in r for r in mine)]
+    for k in keys:
+      scalars[f"eval/{set_name}_x{config.scale}/{k}"] = float(np.mean([r[k] for r in mine]))
+  writer.write_scalars(0, scalars)
+  writer.flush()
+  for k, v in sorted(scalars.items()):
+    logging.info("%s = %.4f", k, v)
+  return rows
