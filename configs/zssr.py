@@ -54,7 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   z.policy_check_every = 60
   z.slope_range = 256  # updates of reconstruction error the line is fitted to
   z.test_every = 50  # updates between reconstruction-error tests
-  z.chunk_steps = 10  # updates per device call (must divide test_every and policy_check_every)
   z.crop_size = 128  # father side (smaller if the image is)
   z.batch_size = 1  # fathers per update
   z.noise_std = 0.0  # noise added to sons (0.0125 for real, noisy photos)
