@@ -56,6 +56,21 @@ def _image_seed(config: ml_collections.ConfigDict, index: int) -> int:
   return config.seed * 100_003 + index
 
 
+def _log_fields(log: dict[str, Any], workdir: str, set_name: str, stem: str) -> dict[str, Any]:
+  """The method's log for results.jsonl; arrays in it (e.g. an estimated kernel) are saved as
+  workdir/<key>s/<set>/<image>.npy instead."""
+  row = {}
+  for k, v in log.items():
+    if isinstance(v, np.ndarray):
+      path = os.path.join(workdir, f"{k}s", set_name, f"{stem}.npy")
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      np.save(path, v)
+    elif k != "rec_mse":
+      row[k] = v
+  row["rec_mse"] = log.get("rec_mse")
+  return row
+
+
 def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
                ) -> dict[str, Any]:
   """Run the method on one benchmark image; save its SR and grid; return its results row."""
@@ -79,7 +94,7 @@ def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
   return {"set": set_name, "image": row["image"], "psnr_y": row["psnr_y"],
           "ssim_y": row["ssim_y"], "bicubic_psnr_y": bic["per_image"][0]["psnr_y"],
           "bicubic_ssim_y": bic["per_image"][0]["ssim_y"], "seed": seed,
-          **{k: v for k, v in log.items() if k != "rec_mse"}, "rec_mse": log.get("rec_mse")}
+          **_log_fields(log, workdir, set_name, stem)}
 
 
 def _upscale_one(method, config, path: str, seed: int, workdir: str, set_name: str
@@ -92,7 +107,7 @@ def _upscale_one(method, config, path: str, seed: int, workdir: str, set_name: s
     alpha = np.clip(np.asarray(imresize(jnp.asarray(img.alpha), config.scale)), 0.0, 1.0)
   jio.save_image(os.path.join(workdir, "images", set_name, f"{Path(path).stem}.png"), sr, alpha)
   return {"set": set_name, "image": Path(path).name, "seed": seed,
-          **{k: v for k, v in log.items() if k != "rec_mse"}, "rec_mse": log.get("rec_mse")}
+          **_log_fields(log, workdir, set_name, Path(path).stem)}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:

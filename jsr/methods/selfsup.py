@@ -39,10 +39,7 @@ def create_model(config: ml_collections.ConfigDict):
 
 def make_degradation(config: ml_collections.ConfigDict):
   """jnp function hr -> lr implementing down_s(hr * k) with the configured kernel and sampling."""
-  deg = config.degradation
-  kernel = degrade_ops.kernel_from_config(deg)
-  mode = "bicubic" if kernel is None else deg.downsample
-  return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=mode)
+  return degrade_ops.degradation_fn(config.degradation, config.scale)
 
 
 def _check(config, patch: int):

@@ -55,12 +55,14 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
                    dtype=jnp.dtype(config.model.dtype))
 
 
-def make_degradation(config: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
-  """The assumed HR -> LR map, for sons and back-projection (as in jsr.methods.selfsup)."""
-  deg = config.degradation
-  kernel = degrade_ops.kernel_from_config(deg)
-  mode = "bicubic" if kernel is None else deg.downsample
-  return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=mode)
+def make_degradation(config: ml_collections.ConfigDict, kernel: np.ndarray | None = None
+                     ) -> Callable[[jax.Array], jax.Array]:
+  """The assumed HR -> LR map, for sons and back-projection: config.degradation's, or blur with
+  `kernel` (jsr.ops.degrade's convention, e.g. KernelGAN's estimate) and config.degradation.downsample."""
+  if kernel is None:
+    return degrade_ops.degradation_fn(config.degradation, config.scale)
+  k = np.asarray(kernel, np.float32)
+  return lambda x: degrade_ops.degrade(x, config.scale, kernel=k, mode=config.degradation.downsample)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -224,10 +226,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(config_json: str):
-  """Jitted train/test/output functions for one config (shapes are traced per image)."""
+def _compiled(config_json: str, kernel: tuple | None = None):
+  """Jitted train/test/output functions for one config and kernel (shapes traced per image)."""
   config = ml_collections.ConfigDict(json.loads(config_json))
-  degrade_fn = make_degradation(config)
+  degrade_fn = make_degradation(config, None if kernel is None else np.asarray(kernel))
   z = config.zssr
   step = jax.jit(functools.partial(train_step, degrade_fn=degrade_fn, noise_std=z.noise_std),
                  donate_argnums=0)
@@ -239,17 +241,19 @@ def _compiled(config_json: str):
   return step, rec, out
 
 
-def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0
-                  ) -> tuple[np.ndarray, dict[str, Any]]:
+def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0,
+                  kernel: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
   """ZSSR on one LR image (H, W, C) float in [0, 1]: the SR image (sH, sW, C) and a log
-  {"iterations", "final_lr", "seconds", "rec_mse": [(iteration, mse), ...]}."""
+  {"iterations", "final_lr", "seconds", "rec_mse": [(iteration, mse), ...]}. `kernel` replaces
+  config.degradation's blur (followed by config.degradation.downsample)."""
   check_config(config)
   z, s = config.zssr, config.scale
   lr = np.array(lr, np.float32)  # A writable copy (scikit-image's warp needs one).
   if lr.ndim != 3:
     raise ValueError(f"ZSSR: expected one (H, W, C) image, got shape {lr.shape}")
   size = father_size(lr.shape, z.crop_size, s)
-  step_fn, rec_fn, out_fn = _compiled(config.to_json())
+  key_kernel = None if kernel is None else tuple(map(tuple, np.asarray(kernel, np.float64)))
+  step_fn, rec_fn, out_fn = _compiled(config.to_json(), key_kernel)
   host_rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
   state = init_state(config, jax.random.fold_in(key, 0), lr.shape[-1], size)

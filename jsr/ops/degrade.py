@@ -71,6 +71,15 @@ def kernel_from_config(deg) -> np.ndarray | None:
                    f"got {deg.kernel!r}")
 
 
+def degradation_fn(deg, scale: int):
+  """The jnp map hr -> down_s(hr * k) a `config.degradation` block and scale describe: MATLAB
+  bicubic for kernel "bicubic", else the kernel followed by `deg.downsample`. Methods use it for
+  what their losses and back-projections assume."""
+  kernel = kernel_from_config(deg)
+  mode = "bicubic" if kernel is None else deg.downsample
+  return lambda x: degrade(x, scale, kernel=kernel, mode=mode)
+
+
 def blur(x, kernel, padding: str = "reflect"):
   """Depthwise convolution of (N, H, W, C) images with one (k, k) kernel, same size out.
 
