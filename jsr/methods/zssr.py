@@ -19,8 +19,8 @@ trained from scratch on y alone, then applied to y:
 The defaults are the paper's released configuration (X2_ONE_JUMP_IDEAL_CONF). Departures: the
 reconstruction test and the policy check run after every `test_every` / `policy_check_every`
 updates (the reference counts from the first update); affine fathers are resampled with
-scikit-image's bicubic `warp` and mirror-padded where the map leaves the image (the reference's
-OpenCV warp pads with black). One jitted step per update, dispatched asynchronously (a
+scipy's cubic-spline `affine_transform` and mirror-padded where the map leaves the image (the
+reference's OpenCV bicubic warp pads with black). One jitted step per update, dispatched asynchronously (a
 `lax.scan` over several updates ran 20x slower per update on XLA:CPU). Gradual SR (intermediate scales)
 is not implemented: one jump of `config.scale`.
 
@@ -84,7 +84,7 @@ def father_size(shape: tuple[int, ...], crop_size: int, scale: int) -> int:
 def sample_father(image: np.ndarray, size: int, rng: np.random.Generator,
                   aug: ml_collections.ConfigDict) -> np.ndarray:
   """One (size, size, C) father from `image` (H, W, C) in [0, 1], the reference's three modes."""
-  from skimage import transform  # pylint: disable=g-import-not-at-top
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top  (scipy: a JAX dependency)
 
   h, w = image.shape[:2]
   u = rng.random()
@@ -121,9 +121,12 @@ def sample_father(image: np.ndarray, size: int, rng: np.random.Generator,
   shift = np.array([[1, 0, -shift_x], [0, 1, -shift_y], [0, 0, 1]])
   back = np.array([[1, 0, w / 2], [0, 1, h / 2], [0, 0, 1]])
   forward = back @ shift @ shear @ rotation @ scale_mat @ to_center
-  out = transform.warp(image, transform.AffineTransform(matrix=forward).inverse,
-                       output_shape=(size, size), order=3, mode="symmetric",
-                       preserve_range=True)
+  inv = np.linalg.inv(forward)  # output (x, y) -> input (x, y); ndimage wants (row, col).
+  matrix = np.array([[inv[1, 1], inv[1, 0]], [inv[0, 1], inv[0, 0]]])
+  offset = np.array([inv[1, 2], inv[0, 2]])
+  out = np.stack([ndimage.affine_transform(image[..., c], matrix, offset, output_shape=(size, size),
+                                           order=3, mode="reflect")
+                  for c in range(image.shape[-1])], axis=-1)
   return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
@@ -248,7 +251,7 @@ def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int =
   config.degradation's blur (followed by config.degradation.downsample)."""
   check_config(config)
   z, s = config.zssr, config.scale
-  lr = np.array(lr, np.float32)  # A writable copy (scikit-image's warp needs one).
+  lr = np.array(lr, np.float32)
   if lr.ndim != 3:
     raise ValueError(f"ZSSR: expected one (H, W, C) image, got shape {lr.shape}")
   size = father_size(lr.shape, z.crop_size, s)
