@@ -6,8 +6,10 @@ by 2, and a patch discriminator D learns to tell G's 26-px outputs from 26-px cr
 When D cannot, G's kernel makes y look like a downscaled y -- the kernel that relates y to its HR
 source across scales. G is trained with D's L1 GAN loss plus the reference's constraints on its
 kernel w: sum(w) = 1, little mass near the boundary, and, until G first matches MATLAB bicubic
-downscaling (MSE < 0.4 three iterations running), a bicubic prior whose weight then decays by 100
+downscaling (three iterations running), a bicubic prior whose weight then decays by 100
 every 200 iterations, after which centre-of-mass and sparsity (|w|^0.2) terms are switched on.
+(Departure: "matches" is MSE under 0.1x that of G = 0; the reference's absolute MSE < 0.4 is met
+by G's near-zero initial output.)
 Adam(0.5, 0.999) at 2e-4 for both nets, divided by 10 every 750 of the 3000 iterations; crops
 are drawn where y has gradients. The kernel is cleaned (values under 0.75x the 40th largest are
 zeroed), centred, and, for x4, composed with itself analytically. ZSSR (jsr/methods/zssr.py) then
@@ -42,7 +44,6 @@ from jsr.models import common
 from jsr.models import kernelgan_net
 from jsr.ops.resize import imresize
 
-BICUBIC_MATCHED = 0.4  # MSE (on [-1, 1] images) under which G counts as matching bicubic
 
 
 # ------------------------------------------------------------------------------------------------
@@ -248,8 +249,12 @@ def gan_step(state: GANState, g_in, d_in, rng, iteration, *, config: ml_collecti
     target = bicubic_target[:, shave:shave + g_out.shape[1], shave:shave + g_out.shape[2]]
     terms = kernel_terms(effective_kernel(gen.apply, g_params, size), scale=2)
     terms["bicubic"] = jnp.mean((g_out - target) ** 2)
+    # Relative to what G = 0 scores: the reference's absolute test (MSE < 0.4 on [-1, 1] images)
+    # is passed by G's near-zero initial output, which starts the prior's decay before G has
+    # learned anything (on Set5 baby its kernel still summed to 0.02 after 3000 iterations).
+    terms["bicubic_rel"] = jax.lax.stop_gradient(terms["bicubic"] / jnp.mean(target ** 2))
     terms["gan_g"] = jnp.mean(jnp.abs(d_fake - 1.0))
-    total = terms["gan_g"] + sum(lam[n] * terms[n] for n in lam)
+    total = terms["gan_g"] + sum(lam[n] * terms[n] for n in lam)  # (bicubic_rel: not a loss)
     return total, (terms, stats)
 
   (_, (terms, d_stats)), g_grads = jax.value_and_grad(g_loss, has_aux=True)(state.g_params)
@@ -272,7 +277,7 @@ def gan_step(state: GANState, g_in, d_in, rng, iteration, *, config: ml_collecti
   d_params = optax.apply_updates(state.d_params, d_updates)
 
   # --- The constraint schedule (the reference's Learner), after this iteration. ---
-  below = terms["bicubic"] < BICUBIC_MATCHED
+  below = terms["bicubic_rel"] < k.bicubic_match
   becomes_similar = ~state.similar & below & (state.counter >= 2)
   counter = jnp.where(state.similar | (iteration == 0), state.counter,
                       jnp.where(below, state.counter + 1, 0))
