@@ -40,8 +40,9 @@ def init_variables(model: nn.Module, rng, *args, **kwargs):
   """`model.init`, run op by op rather than under `jax.jit`.
 
   Jitting init makes XLA compile one inlined threefry per parameter, and that compile grows
-  faster than the parameter count: RCAN's 830 parameters took 96 s to compile on a 2-core CPU
-  (the step itself compiles in 40 s) against 3.7 s op by op; for EDSR-baseline both take ~2.5 s.
+  faster than the parameter count: RCAN x4's jitted init took 87 s on a 2-core CPU (the step
+  itself compiles in 40 s) against 3.2 s op by op (scripts/bench_init.py); for EDSR-baseline
+  both take ~2.5 s.
   Values are the same either way (threefry is deterministic); the forward pass init traces runs on
   the caller's small dummy input, op by op, which is cheap.
   """
