@@ -15,7 +15,7 @@ start N(1, 0.02).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
