@@ -14,6 +14,8 @@ import math
 
 import ml_collections
 
+from jsr import optim as optim_lib  # Its default block names every key make_optimizer reads.
+
 _TRUE = ("", "1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -80,13 +82,18 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
   jsr.optim.default_config() (Adam(0.9, 0.999, 1e-8), lr 1e-4, constant). `runlocal` keeps
   the model family but takes its tiny variant, 2-image batches of ~24px crops, and 4 steps.
   """
-  from jsr import optim as optim_lib  # Its default block names every key make_optimizer reads.
-
   config = ml_collections.ConfigDict()
   config.method = "supervised"
   config.scale = scale
   config.seed = 0
-  config.distributed = False
+  config.distributed = False  # multi-host: jax.distributed.initialize() (see jsr/main.py)
+  config.engine = "train"  # jsr/train.py; "zeroshot" runs jsr/zeroshot.py
+  # Warm start: "WORKDIR" or "WORKDIR:STEP" of another run whose network initialises this one's
+  # (the method's generator fields); ignored once this workdir has a checkpoint of its own.
+  config.init_from = ""
+  # Resuming with a config that differs from the workdir's config.json is refused unless True
+  # (the old file is then kept as config.<step>.json).
+  config.allow_config_change = False
 
   config.model = ml_collections.ConfigDict()
   config.model.name = model

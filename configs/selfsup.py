@@ -27,7 +27,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.method = "selfsup"
   config.scale = a["scale"]
   config.seed = 0
-  config.distributed = False
+  config.distributed = False  # multi-host: jax.distributed.initialize() (see jsr/main.py)
+  config.engine = "train"  # jsr/train.py; "zeroshot" runs jsr/zeroshot.py
+  # Warm start: "WORKDIR" or "WORKDIR:STEP" of another run whose network initialises this one's
+  # (the method's generator fields); ignored once this workdir has a checkpoint of its own.
+  config.init_from = ""
+  # Resuming with a config that differs from the workdir's config.json is refused unless True
+  # (the old file is then kept as config.<step>.json).
+  config.allow_config_change = False
 
   consistency = a["loss"] in ("both", "consistency")
   pair = a["loss"] in ("both", "pair")

@@ -31,10 +31,10 @@ import time
 from typing import Iterator
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
+from jsr import errors
 from jsr import io as jio
 
 
@@ -57,7 +57,7 @@ def _parse_source(source: str) -> list[tuple[str, str]]:
     else:
       items.append(("folder", part))
   if not items:
-    raise ValueError(f"data.train is empty ({source!r}); give e.g. folder:/path/to/images")
+    raise errors.UserError(f"data.train is empty ({source!r}); give e.g. folder:/path/to/images")
   return items
 
 
@@ -106,7 +106,7 @@ def load_images(source: str, patch_size: int, tfds_data_dir: str | None = None,
       try:
         files += jio.list_images(arg)
       except FileNotFoundError as e:
-        raise ValueError(f"data.train {source!r}: {e}") from e
+        raise errors.UserError(f"data.train {source!r}: {e}") from e
     elif kind == "samples":
       files += jio.list_images(f"samples:{arg}")
     else:
@@ -125,7 +125,7 @@ def load_images(source: str, patch_size: int, tfds_data_dir: str | None = None,
       images.append(image)
       names.append(name)
   if not images:
-    raise ValueError(f"data.train {source!r}: no usable training images (of {len(loaded)} found, "
+    raise errors.UserError(f"data.train {source!r}: no usable training images (of {len(loaded)} found, "
                      f"none readable and at least {patch_size}x{patch_size}; see warnings above)")
   return images, names
 
@@ -158,8 +158,8 @@ def make_pool(images: list[np.ndarray]) -> Pool:
 
 
 def make_batch(pool: Pool, seed: int, step: int, global_batch: int, patch: int, augment: bool,
-               rows: slice = slice(None)) -> dict[str, np.ndarray]:
-  """Rows `rows` of global batch `step`: {"image": (B_local, P, P, 3) uint8}."""
+               rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
+  """Rows `rows` (a slice or row indices) of global batch `step`: {"image": (B_local, P, P, 3) uint8}."""
   rng = np.random.default_rng([seed, step])  # Its own stream per (seed, step): no shared state.
   # Draw for the whole global batch, then keep this host's rows: hosts agree on the batch.
   idx = rng.integers(0, len(pool.offsets), global_batch)[rows]
@@ -182,23 +182,16 @@ def make_batch(pool: Pool, seed: int, step: int, global_batch: int, patch: int, 
   return {"image": np.ascontiguousarray(image)}
 
 
-def local_batch_size(global_batch: int) -> int:
-  """This host's share of the global batch (hosts split it evenly)."""
-  if global_batch % jax.process_count():
-    raise ValueError(f"data.batch_size={global_batch} must be divisible by the number of hosts "
-                     f"({jax.process_count()})")
-  return global_batch // jax.process_count()
-
-
 def get_train_iterator(config: ml_collections.ConfigDict, start_step: int = 0,
-                       images: list[np.ndarray] | None = None, num_threads: int = 2,
-                       prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
-  """This host's batches for steps start_step .. config.total_steps - 1, made ahead by threads."""
+                       images: list[np.ndarray] | None = None, rows: np.ndarray | None = None,
+                       num_threads: int = 2, prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
+  """Rows `rows` (default: all) of the global batches for steps start_step .. total_steps - 1,
+  made ahead by threads (or tf.data). The engine passes the rows its host's devices hold
+  (jsr.mesh.host_rows)."""
   d = config.data
   if images is None:
     images, _ = load_images(d.train, d.patch_size, d.tfds_data_dir)
-  local = local_batch_size(d.batch_size)
-  rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+  rows = slice(None) if rows is None else np.asarray(rows)
   pool = make_pool(images)
   make = lambda step: make_batch(pool, config.seed, step, d.batch_size, d.patch_size, d.augment,
                                  rows)
@@ -216,7 +209,7 @@ def _use_tf(backend: str) -> bool:
     import tensorflow  # noqa: F401
   except ImportError:
     if backend == "tf":
-      raise ValueError("data.backend='tf' needs TensorFlow (pip install tensorflow-cpu), or use "
+      raise ValueError("data.backend='tf' needs TensorFlow (pip install -e '.[tf]'), or use "
                        "data.backend='numpy'") from None
     return False
   return True

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from jsr import inference
 from jsr import io as jio
 from jsr import metrics
 from jsr.ops.resize import imresize
@@ -145,7 +146,6 @@ def main(argv):
   except FileNotFoundError as e:
     _fail(str(e))
   if FLAGS.workdir:
-    from jsr import inference  # Only trained-model evaluation needs the method machinery.
     try:
       sr_fn, name = inference.load_sr_fn(FLAGS.workdir, FLAGS.scale, FLAGS.self_ensemble,
                                          tile=FLAGS.tile, tile_overlap=FLAGS.tile_overlap,

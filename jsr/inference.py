@@ -1,11 +1,11 @@
 """A trained run as a function: load a workdir's latest checkpoint, upscale images with it.
 
-    config, method, state = load_state("/tmp/selfsup_x2")
+    config, method, variables, step = load_variables("/tmp/selfsup_x2")
     sr_fn, name = load_sr_fn("/tmp/selfsup_x2", scale=2, self_ensemble=True, tile=256,
                              tile_overlap=32)
     sr = sr_fn(lr)            # (1, h, w, C) float in [0, 1] -> (1, h*s, w*s, C); C = 1 or 3
 
-Two wrappers around the method's `predict(state, lr, config)`, both optional and composable:
+Two wrappers around the method's `predict(variables, lr, config)`, both optional and composable:
 
 - x8 geometric self-ensemble: the 8 dihedral transforms of the input (flips x transposes) go
   through the model in one batched call, are transformed back and averaged. Transposed variants of
@@ -25,110 +25,94 @@ Two wrappers around the method's `predict(state, lr, config)`, both optional and
   the host in float32: device memory is bounded by the tile batch, not by the image.
 
 Gray images (C = 1) go through the RGB model as three equal channels and come back as their mean,
-as in `jsr.train.make_sr_fn`. Nothing here imports TensorFlow.
+as in `jsr.reporting.make_sr_fn`. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import types
 from pathlib import Path
 from typing import Any, Callable
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
-from jsr import train  # The engine's helpers; importing it pulls in no TensorFlow.
+from jsr import checkpoints
+from jsr import methods
+from jsr import workdir as workdir_lib
 
 PyTree = Any
 
-__all__ = ["load_state", "load_sr_fn", "make_sr_fn", "tile_starts", "tile_weights",
-           "dihedral_ensemble", "CheckpointMismatchError"]
+__all__ = ["load_variables", "load_state", "abstract_state", "load_sr_fn", "make_sr_fn", "tile_starts",
+           "tile_weights", "dihedral_ensemble", "CheckpointMismatchError"]
 
 
-CheckpointMismatchError = train.CheckpointMismatchError
+CheckpointMismatchError = checkpoints.CheckpointMismatchError
 
 
 # ------------------------------------------------------------------------------------------------
-# Loading a workdir.
+# Loading a workdir: only the part of the state that predict reads.
 # ------------------------------------------------------------------------------------------------
 
 
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """workdir/config.json as a ConfigDict; FileNotFoundError / ValueError naming the workdir."""
-  workdir = os.path.abspath(workdir)
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir {workdir} does not exist")
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"workdir {workdir} has no config.json: not a jsr training workdir "
-                            "(or its run has not started)")
-  try:
-    with open(path) as f:
-      config = ml_collections.ConfigDict(json.load(f))
-  except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path}: not a readable config ({type(e).__name__}: {e})") from e
-  for key in ("method", "scale", "seed", "data"):
-    if key not in config:
-      raise ValueError(f"{path}: config has no {key!r}; not a jsr training config")
-  return config
+def abstract_state(method: types.ModuleType, config: ml_collections.ConfigDict) -> PyTree:
+  """The shapes and dtypes of the state `method.init` builds for `config` (nothing computed, no
+  memory allocated): the tree checkpoints are checked against."""
+  patch, batch = config.data.patch_size, config.data.batch_size
+  dummy = {"image": jax.ShapeDtypeStruct((batch, patch, patch, 3), jnp.uint8)}
+  return jax.eval_shape(lambda rng, b: method.init(config, rng, b), jax.random.key(config.seed),
+                        dummy)
 
 
-def _open_checkpoints(workdir: str) -> tuple[ocp.CheckpointManager, int]:
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"workdir {workdir} holds no checkpoint (no checkpoints/ folder): "
-                            "train it first, or point --workdir at a run that has saved one")
-  # Read-only and create=False: loading must never create or clean up anything in the workdir.
-  # (Orbax logs two warnings saying so; they would only confuse a CLI user.)
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.ERROR)
-  try:
-    manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(create=False, read_only=True),
-        item_handlers=ocp.StandardCheckpointHandler())
-  finally:
-    logging.set_verbosity(verbosity)
-  step = manager.latest_step()
-  if step is None:
-    manager.close()
-    raise FileNotFoundError(f"workdir {workdir} holds no checkpoint (checkpoints/ is empty): "
-                            "train it first, or point --workdir at a run that has saved one")
-  return manager, step
+def load_variables(workdir: str, step: int | None = None,
+                   sharding: jax.sharding.Sharding | None = None
+                   ) -> tuple[ml_collections.ConfigDict, types.ModuleType, dict, int]:
+  """(config, method, variables, step): the Flax variables that the method's `predict` reads
+  (`methods.inference_fields`), restored from checkpoint `step` (default: the latest) of a
+  training workdir. Nothing else of the state is read: no optimizer state, no discriminator.
 
-
-def _restore(manager: ocp.CheckpointManager, step: int, state: PyTree, workdir: str) -> PyTree:
-  hint = (f"The checkpoint in {workdir} (step {step}) does not fit the model its config.json "
-          "describes (config.json edited, or the model code changed since it was trained).")
-  return train.restore_checkpoint(manager, step, state, workdir, hint=hint)
-
-
-def load_state(workdir: str) -> tuple[ml_collections.ConfigDict, types.ModuleType, PyTree]:
-  """(config, method module, state restored from the latest checkpoint) of a training workdir.
-
-  The state is built by the method's own `init` on a dummy batch of the configured patch shape,
-  then filled from the checkpoint; so anything that trains can be loaded. Raises
-  FileNotFoundError (no workdir, no config.json, no checkpoint) or ValueError (unreadable config,
-  CheckpointMismatchError), each naming the workdir.
+  Arrays are numpy unless `sharding` is given. Raises FileNotFoundError (no workdir, config.json
+  or checkpoint) or ValueError (unreadable config, CheckpointMismatchError), each naming the
+  workdir.
   """
   workdir = os.path.abspath(workdir)
-  config = read_config(workdir)
-  method = train.load_method(config.method)
-  manager, step = _open_checkpoints(workdir)
+  config = workdir_lib.read_config(workdir)
+  method = methods.load(config.method)
+  fields = methods.inference_fields(method, config)
+  abstract = abstract_state(method, config)
+  manager, step = checkpoints.open_readonly(workdir, step)
+  hint = (f"The checkpoint in {workdir} (step {step}) does not fit the model its config.json "
+          "describes (config.json edited, or the model code changed since it was trained).")
   try:
-    patch, batch = config.data.patch_size, config.data.batch_size
-    dummy = {"image": np.zeros((batch, patch, patch, 3), np.uint8)}
-    state = method.init(config, jax.random.key(config.seed), dummy)
-    state = _restore(manager, step, state, workdir)
+    restored = checkpoints.restore_fields(manager, step, abstract, fields.values(), hint,
+                                          sharding)
   finally:
     manager.close()
-  return config, method, state
+  variables = {c: restored[f] for c, f in fields.items() if f in restored}
+  return config, method, variables, step
+
+
+def load_state(workdir: str, step: int | None = None
+               ) -> tuple[ml_collections.ConfigDict, types.ModuleType, PyTree, int]:
+  """(config, method, state, step): the whole training state of checkpoint `step` (default: the
+  latest), as numpy arrays: every network and optimizer state. For tools that continue a run
+  (jsr.interpolate) or inspect one; upscaling needs only `load_variables`."""
+  workdir = os.path.abspath(workdir)
+  config = workdir_lib.read_config(workdir)
+  method = methods.load(config.method)
+  abstract = abstract_state(method, config)
+  manager, step = checkpoints.open_readonly(workdir, step)
+  hint = (f"The checkpoint in {workdir} (step {step}) does not fit the model its config.json "
+          "describes (config.json edited, or the model code changed since it was trained).")
+  try:
+    state = checkpoints.restore(manager, step, abstract, hint)
+  finally:
+    manager.close()
+  return config, method, state, step
 
 
 # ------------------------------------------------------------------------------------------------
@@ -293,19 +277,14 @@ def load_sr_fn(workdir: str, scale: int | None = None, self_ensemble: bool = Fal
   `scale` must be the run's config.scale (None: take the run's). Errors are FileNotFoundError or
   ValueError naming the workdir.
   """
-  config, method, state = load_state(workdir)
+  config, method, variables, step = load_variables(workdir)
   if scale is not None and scale != config.scale:
     raise ValueError(f"workdir {os.path.abspath(workdir)} holds a x{config.scale} model; "
                      f"asked for x{scale}")
-  if hasattr(state, "opt_state"):
-    state = state.replace(opt_state=None)  # predict never reads it; Adam's would triple memory.
-  predict = lambda st, lr: method.predict(st, lr, config)
-  sr_fn = make_sr_fn(predict, state, config.scale, self_ensemble=self_ensemble, tile=tile,
+  predict = lambda v, lr: method.predict(v, lr, config)
+  sr_fn = make_sr_fn(predict, variables, config.scale, self_ensemble=self_ensemble, tile=tile,
                      tile_overlap=tile_overlap, tile_batch=tile_batch)
-  model = config.model.get("variant", "") if "model" in config else ""
-  name = f"{Path(os.path.abspath(workdir)).name} ({config.method}"
-  name += f"/{model}" if model else ""
-  name += f", step {int(jax.device_get(state.step))}"
+  name = f"{Path(os.path.abspath(workdir)).name} ({config.method}, step {step}"
   name += ", x8 self-ensemble)" if self_ensemble else ")"
   sr_fn.scale = config.scale
   return sr_fn, name

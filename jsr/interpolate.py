@@ -5,21 +5,30 @@ r"""Network interpolation: a new workdir whose weights are (1 - alpha) * A + alp
 
 A and B must be runs of the same model (config.method, config.scale and config.model equal except
 the compute dtype; identical parameter tree and shapes), e.g. a PSNR-trained run and its fine-tuned
-perceptual or self-supervised sibling (ESRGAN's "network interpolation"). The new workdir holds
-A's config.json, one checkpoint at A's step with the interpolated params (and EMA params and
-BatchNorm statistics, when the method keeps them) and A's optimizer state, and interpolation.json saying how it was made;
-jsr.predict and jsr.evaluate --workdir accept it. alpha outside [0, 1] extrapolates.
+perceptual or self-supervised sibling (ESRGAN's "network interpolation"). What is mixed is the
+method's generator fields (jsr/methods/__init__.py: params, EMA params and BatchNorm statistics
+for the supervised method; a GAN's generator, not its discriminator); of B nothing else is read.
+The new workdir holds A's config.json, one checkpoint at A's step with the mixed fields and the
+rest of A's state (optimizer states), and interpolation.json saying how it was made; jsr.predict
+and jsr.evaluate --workdir accept it. alpha outside [0, 1] extrapolates.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import sys
 
 from absl import app, flags, logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jsr import checkpoints
+from jsr import inference
+from jsr import methods
+from jsr import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -31,85 +40,89 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "New workdir to write (must not exist, or be empty).")
 
 
-def _weight_fields(state) -> list[str]:
-  """State fields that are part of the network: params, EMA copies of them, BatchNorm statistics
-  (interpolated too, as ESRGAN does with whole state dicts); not the optimizer state."""
-  names = [f.name for f in dataclasses.fields(state)] if dataclasses.is_dataclass(state) else []
-  return [n for n in names if n == "params" or (
-      ("ema" in n or n == "batch_stats") and getattr(state, n) is not None)]
-
-
 def _model_key(config) -> dict:
   model = config.model.to_dict() if "model" in config else {}
   model.pop("dtype", None)  # Compute precision; the stored params are float32 either way.
   return {"method": config.method, "scale": config.scale, "model": model}
 
 
-def check_compatible(a: str, config_a, state_a, b: str, config_b, state_b) -> None:
-  """ValueError naming both workdirs unless A and B are the same model."""
-  import jax
-  import numpy as np
+def check_compatible(a: str, config_a, b: str, config_b, fields_a: dict, fields_b: dict) -> None:
+  """ValueError naming both workdirs unless A and B are the same model (same config.method,
+  scale and model block; the same generator fields with the same trees)."""
   ka, kb = _model_key(config_a), _model_key(config_b)
   for key in ka:
     if ka[key] != kb[key]:
       raise ValueError(f"{a} and {b} are runs of different models: config.{key} is "
                        f"{ka[key]!r} vs {kb[key]!r}")
-  for field in _weight_fields(state_a):
-    flat = lambda s: {jax.tree_util.keystr(p): (np.shape(x), np.asarray(x).dtype)
-                      for p, x in jax.tree_util.tree_flatten_with_path(getattr(s, field))[0]}
-    if not hasattr(state_b, field) or getattr(state_b, field) is None:
+  for field in fields_a:
+    if field not in fields_b:
       raise ValueError(f"{a} has state.{field}, {b} does not")
-    fa, fb = flat(state_a), flat(state_b)
-    diff = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    fa, fb = (checkpoints.flat_shapes(f[field]) for f in (fields_a, fields_b))
+    dtypes = lambda t: {k: np.asarray(x).dtype for k, x in
+                        zip(checkpoints.flat_shapes(t), jax.tree.leaves(t))}
+    da, db = dtypes(fields_a[field]), dtypes(fields_b[field])
+    diff = sorted(k for k in set(fa) | set(fb)
+                  if fa.get(k) != fb.get(k) or da.get(k) != db.get(k))
     if diff:
       lines = "\n".join(f"  {k}: {fa.get(k, 'missing')} vs {fb.get(k, 'missing')}"
                         for k in diff[:8])
       raise ValueError(f"{a} and {b} have different {field} trees:\n{lines}")
 
 
-def interpolate_states(state_a, state_b, alpha: float):
-  """A's state with each weight field replaced by (1 - alpha) * A + alpha * B (floats only)."""
-  import jax
-  import jax.numpy as jnp
+def mix(x, y, alpha: float):
+  """(1 - alpha) * x + alpha * y for float arrays; others (counters) are x's."""
+  x, y = np.asarray(x), np.asarray(y)
+  if not np.issubdtype(x.dtype, np.floating):
+    return x
+  # (1 - 0) * x + 0 * y == x and 0 * x + 1 * y == y exactly: the endpoints are the inputs.
+  return ((1.0 - alpha) * x + alpha * y).astype(x.dtype)
 
-  def mix(x, y):
-    if not jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating):
-      return x
-    # (1 - 0) * x + 0 * y == x and 0 * x + 1 * y == y exactly: the endpoints are the inputs.
-    return ((1.0 - alpha) * x + alpha * y).astype(x.dtype)
 
-  updates = {f: jax.tree.map(mix, getattr(state_a, f), getattr(state_b, f))
-             for f in _weight_fields(state_a)}
-  return state_a.replace(**updates)
+def _generator(method, config, state) -> dict:
+  return {f: getattr(state, f) for f in methods.generator_fields(method, config)
+          if getattr(state, f) is not None}
+
+
+def _load_generator(workdir: str):
+  """(config, {field: tree}) of a run's generator fields only: no optimizer state or
+  discriminator is read."""
+  config = workdir_lib.read_config(workdir)
+  method = methods.load(config.method)
+  abstract = inference.abstract_state(method, config)
+  manager, step = checkpoints.open_readonly(workdir)
+  hint = (f"The checkpoint in {workdir} (step {step}) does not fit the model its config.json "
+          "describes.")
+  try:
+    fields = list(methods.generator_fields(method, config))
+    return config, checkpoints.restore_fields(manager, step, abstract, fields, hint)
+  finally:
+    manager.close()
 
 
 def interpolate(a: str, b: str, alpha: float, output: str):
-  """Writes the interpolated workdir; returns its state."""
-  import jax
-  import orbax.checkpoint as ocp
-  from jsr import inference
-
+  """Writes the interpolated workdir; returns its state (numpy arrays)."""
   a, b, output = (os.path.abspath(p) for p in (a, b, output))
   if os.path.exists(output) and os.listdir(output):
     raise FileExistsError(f"--output {output} exists and is not empty; give a new folder")
-  config_a, _, state_a = inference.load_state(a)
-  config_b, _, state_b = inference.load_state(b)
-  check_compatible(a, config_a, state_a, b, config_b, state_b)
-  state = interpolate_states(state_a, state_b, alpha)
+  config_a, method, state_a, step = inference.load_state(a)  # A's whole state continues.
+  gen_a = _generator(method, config_a, state_a)
+  config_b, gen_b = _load_generator(b)
+  check_compatible(a, config_a, b, config_b, gen_a, gen_b)
+  updates = {f: jax.tree.map(lambda x, y: mix(x, y, alpha), gen_a[f], gen_b[f]) for f in gen_a}
+  state = state_a.replace(**updates)
   os.makedirs(output, exist_ok=True)
   shutil.copyfile(os.path.join(a, "config.json"), os.path.join(output, "config.json"))
-  step = int(jax.device_get(state.step))
   manager = ocp.CheckpointManager(
       os.path.join(output, "checkpoints"), options=ocp.CheckpointManagerOptions(create=True),
-      item_handlers=ocp.StandardCheckpointHandler())
+      item_handlers=ocp.PyTreeCheckpointHandler())
   try:
-    manager.save(step, args=ocp.args.StandardSave(state))
+    checkpoints.save(manager, step, state)
     manager.wait_until_finished()
   finally:
     manager.close()
   with open(os.path.join(output, "interpolation.json"), "w") as f:
-    json.dump({"a": a, "b": b, "alpha": alpha, "step": step,
-               "fields": _weight_fields(state)}, f, indent=2)
+    json.dump({"a": a, "b": b, "alpha": alpha, "step": step, "fields": sorted(updates)}, f,
+              indent=2)
   return state
 
 

@@ -1,21 +1,35 @@
 r"""Train and evaluate: python -m jsr.main --config=configs/selfsup.py:scale=2 --workdir=/tmp/run.
 
 Any config key can be overridden, e.g. `--config.total_steps=1000`; unknown keys are an error.
+
+Several hosts: start one process per host with `--config.distributed=True`. On SLURM (srun), Cloud
+TPU and other clusters JAX finds the coordinator, process count and id itself; elsewhere give
+them: `--coordinator_address=HOST0:PORT --num_processes=N --process_id=I` (or the environment
+variable JAX_COORDINATOR_ADDRESS). The run's config and workdir must be the same on every host,
+on a filesystem they share.
 """
+
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
-import sys
-
 import jax
 from ml_collections import config_flags
+
+from jsr import errors
+from jsr import train
+from jsr import zeroshot
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file (configs/<method>.py[:args]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics and images go here; a run resumes from "
                     "the latest checkpoint in it.")
+flags.DEFINE_string("coordinator_address", None, "Multi-host: HOST:PORT of process 0 (default: "
+                    "from the cluster environment or JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Multi-host: the number of processes.")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's id, 0 .. num_processes - 1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -33,26 +47,31 @@ def parse_flags(argv: list[str]) -> list[str]:
     sys.exit(2)
 
 
+def initialize_distributed() -> None:
+  """jax.distributed.initialize with this command line's launch flags (None: JAX detects)."""
+  # CPU hosts exchange gradients through gloo; GPUs use NCCL whatever this says.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                             num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = FLAGS.config
-  if config.distributed:
-    jax.distributed.initialize()  # Multi-host: coordinator and process ids from the environment.
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    # TF only writes summaries / reads tfds here; it must not take GPU memory that JAX needs.
-    tf.config.set_visible_devices([], "GPU")
-  except ImportError:
-    pass  # The GPU machines have no TensorFlow; nothing in training needs it.
+  if config.distributed or FLAGS.coordinator_address or FLAGS.num_processes:
+    initialize_distributed()
   logging.info("JAX process %d/%d, devices: %s", jax.process_index(), jax.process_count(),
                jax.devices())
-  if "engine" in config and config.engine == "zeroshot":  # One training per test image.
-    from jsr import zeroshot  # pylint: disable=g-import-not-at-top
-    zeroshot.run(config, FLAGS.workdir)
-    return
-  from jsr import train  # pylint: disable=g-import-not-at-top
-  train.train_and_evaluate(config, FLAGS.workdir)
+  try:
+    if config.engine == "zeroshot":  # One training per test image.
+      zeroshot.run(config, FLAGS.workdir)
+    else:
+      train.train_and_evaluate(config, FLAGS.workdir)
+  except (errors.UserError, FileNotFoundError, FloatingPointError) as e:
+    # The user's input (or a diverged run): the message says what and where; no traceback.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,18 @@ stop the run with a message naming them; --skip_bad turns them into warnings.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from pathlib import Path
 
 from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsr import inference
+from jsr import io as jio
+from jsr.ops.resize import imresize
 
 FLAGS = flags.FLAGS
 
@@ -55,7 +61,7 @@ def output_paths(paths: list[str], root: Path, output: Path) -> list[Path]:
 
 def _progress(items):
   try:
-    from tqdm import tqdm  # A dependency of tensorflow-datasets, which jsr depends on.
+    from tqdm import tqdm  # Comes with tensorflow-datasets (the tf extra) and most setups.
   except ImportError:
     return _counter(items)
   return tqdm(items, unit="image", file=sys.stderr, dynamic_ncols=True)
@@ -74,14 +80,6 @@ def main(argv):
     if not getattr(FLAGS, name):
       _fail(f"--{name} is required")
   t0 = time.perf_counter()
-  # Heavy imports after the flag checks: a usage error answers at once.
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from jsr import inference
-  from jsr import io as jio
-  from jsr.ops.resize import imresize
-
   output = Path(FLAGS.output).resolve()
   try:
     paths = jio.list_images(FLAGS.input)

@@ -33,9 +33,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jsr import errors
 from jsr import evaluate
 from jsr import io as jio
-from jsr import train
+from jsr import methods
+from jsr import reporting
+from jsr import workdir as workdir_lib
+from jsr import writers
 from jsr.ops.resize import imresize
 
 
@@ -88,7 +92,7 @@ def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
   (lr, sr, hr), (_, bicubic, _) = ours["outputs"][0], bic["outputs"][0]
   stem = Path(path).stem
   jio.save_image(os.path.join(workdir, "images", set_name, f"{stem}.png"), sr)
-  train.save_grid(os.path.join(workdir, "images", set_name, "grids", f"{stem}.png"),
+  reporting.save_grid(os.path.join(workdir, "images", set_name, "grids", f"{stem}.png"),
                   lr, bicubic, sr, hr, s)
   row = ours["per_image"][0]
   return {"set": set_name, "image": row["image"], "psnr_y": row["psnr_y"],
@@ -114,24 +118,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
   """Run config.method on every image (resuming), log per-set means; return all result rows."""
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  method = train.load_method(config.method, interface=("super_resolve",))
-  jobs = [(name, paths, True) for name, paths in train.parse_eval_sets(config.eval.sets).items()]
+  method = methods.load(config.method, interface=("super_resolve",))
+  jobs = [(name, paths, True) for name, paths in reporting.parse_eval_sets(config.eval.sets).items()]
   if config.data.inputs:
     try:
       jobs.append(("inputs", jio.list_images(config.data.inputs), False))
     except FileNotFoundError as e:
-      raise ValueError(f"config.data.inputs {config.data.inputs!r}: {e}") from e
+      raise errors.UserError(f"config.data.inputs {config.data.inputs!r}: {e}") from e
   if not any(paths for _, paths, _ in jobs):
     raise ValueError("nothing to do: config.eval.sets and config.data.inputs name no images")
-  saved = os.path.join(workdir, "config.json")
-  if os.path.exists(saved):
-    before = json.loads(Path(saved).read_text())
-    now = json.loads(config.to_json_best_effort())
-    if before != now:
-      changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-      raise ValueError(f"{workdir} holds results of another config (differs in: "
-                       f"{', '.join(changed)}); use a new workdir")
-  train.save_config(config, workdir)
+  # Results of two configs must not mix in one results.jsonl.
+  workdir_lib.check_unchanged(config, workdir, what="holds results of")
+  workdir_lib.save_config(config, workdir)
 
   done = {(r["set"], r["image"]) for r in read_results(workdir)}
   total = sum(len(p) for _, p, _ in jobs)
@@ -155,7 +153,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
                    row["image"], score, row.get("iterations", "-"), time.perf_counter() - t0)
 
   rows = read_results(workdir)
-  writer = train.make_writer(workdir)
+  writer = writers.make_writer(workdir)
   scalars = {}
   for set_name, _, scored in jobs:
     mine = [r for r in rows if r["set"] == set_name]

@@ -79,7 +79,8 @@ def _perturbed(config, seed=1):
 
 
 def _predict(config):
-  return lambda state, lr: selfsup.predict(state, lr, config)
+  """predict on a whole selfsup state (the tests perturb states; predict reads its params)."""
+  return lambda state, lr: selfsup.predict({"params": state.params}, lr, config)
 
 
 def _run_cli(*args, timeout=240):
@@ -112,12 +113,12 @@ def test_load_sr_fn_shapes_gray_and_scale_check(run):
 def test_load_errors_name_the_workdir(run, tmp_path):
   workdir, _ = run
   with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'nope'} does not exist"):
-    inference.load_state(str(tmp_path / "nope"))
+    inference.load_variables(str(tmp_path / "nope"))
   bare = tmp_path / "bare"
   bare.mkdir()
   (bare / "config.json").write_text((workdir / "config.json").read_text())
   with pytest.raises(FileNotFoundError, match=f"{bare} holds no checkpoint"):
-    inference.load_state(str(bare))
+    inference.load_variables(str(bare))
   assert not (bare / "checkpoints").exists()  # Loading never creates anything.
   # A checkpoint of another variant than config.json says.
   other = tmp_path / "other"
@@ -128,7 +129,7 @@ def test_load_errors_name_the_workdir(run, tmp_path):
   os.symlink(workdir / "checkpoints", other / "checkpoints")
   with pytest.raises(inference.CheckpointMismatchError,
                      match=rf"{other} \(step \d+\) does not fit[\s\S]*kernel: checkpoint"):
-    inference.load_state(str(other))
+    inference.load_variables(str(other))
 
 
 def test_tiled_equals_untiled_on_odd_image(run):
@@ -228,9 +229,9 @@ def _flat(tree):
 def _save_workdir(path: Path, config_json: str, state) -> None:
   path.mkdir()
   (path / "config.json").write_text(config_json)
-  with ocp.CheckpointManager(path / "checkpoints", item_handlers=ocp.StandardCheckpointHandler(),
+  with ocp.CheckpointManager(path / "checkpoints", item_handlers=ocp.PyTreeCheckpointHandler(),
                              options=ocp.CheckpointManagerOptions(create=True)) as m:
-    m.save(int(state.step), args=ocp.args.StandardSave(state))
+    m.save(int(state.step), args=ocp.args.PyTreeSave(state))
     m.wait_until_finished()
 
 
@@ -238,7 +239,7 @@ def _save_workdir(path: Path, config_json: str, state) -> None:
 def run_b(run, tmp_path_factory):
   """A second run of the same model: A's checkpoint with other weights."""
   workdir, _ = run
-  _, _, state = inference.load_state(str(workdir))
+  _, _, state, _ = inference.load_state(str(workdir))
   leaves, treedef = jax.tree.flatten(state.params)
   keys = jax.random.split(jax.random.key(7), len(leaves))
   other = jax.tree.unflatten(treedef, [p + 0.01 * jax.random.normal(k, p.shape)
@@ -250,14 +251,14 @@ def run_b(run, tmp_path_factory):
 
 def test_interpolation_endpoints_and_midpoint(run, run_b, tmp_path):
   a, _ = run
-  _, _, sa = inference.load_state(str(a))
-  _, _, sb = inference.load_state(str(run_b))
+  _, _, sa, _ = inference.load_state(str(a))
+  _, _, sb, _ = inference.load_state(str(run_b))
   pa, pb = _flat(sa.params), _flat(sb.params)
   assert any(np.any(pa[k] != pb[k]) for k in pa)
   for alpha, expect in ((0.0, pa), (1.0, pb), (0.5, {k: (pa[k] + pb[k]) / 2 for k in pa})):
     out = tmp_path / f"mix_{alpha}"
     interpolate.interpolate(str(a), str(run_b), alpha, str(out))
-    _, _, s = inference.load_state(str(out))  # What predict/evaluate will load.
+    _, _, s, _ = inference.load_state(str(out))  # What predict/evaluate will load.
     got = _flat(s.params)
     for k in pa:
       if alpha in (0.0, 1.0):
@@ -286,9 +287,10 @@ def test_interpolating_different_models_is_an_error(run, tmp_path):
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "out").exists()
   # Same config, different parameter trees (caught even if a config hides the difference).
-  _, _, sa = inference.load_state(str(a))
+  _, _, sa, _ = inference.load_state(str(a))
   with pytest.raises(ValueError, match="different params trees"):
-    interpolate.check_compatible("A", config, sa, "B", config, _fresh_state(small))
+    interpolate.check_compatible("A", config, "B", config, {"params": sa.params},
+                                 {"params": _fresh_state(small).params})
 
 
 def test_supervised_run_with_ema_and_batch_norm(tmp_path):
@@ -306,16 +308,16 @@ def test_supervised_run_with_ema_and_batch_norm(tmp_path):
   sr_fn, name = inference.load_sr_fn(str(a), 4, self_ensemble=True, tile=8, tile_overlap=4)
   chex.assert_shape(sr_fn(_lr(9, 13)), (1, 36, 52, 3))
   assert sr_fn.info["tiles"] > 1 and "supervised" in name
-  _, _, sa = inference.load_state(str(a))
+  _, _, sa, _ = inference.load_state(str(a))
   assert sa.ema_params is not None and sa.batch_stats is not None
   perturb = lambda t, seed: jax.tree.map(lambda x: x + 0.01 * (seed + 1), t)
   b = tmp_path / "b"
   _save_workdir(b, (a / "config.json").read_text(),
                 sa.replace(params=perturb(sa.params, 0), ema_params=perturb(sa.ema_params, 1),
                            batch_stats=perturb(sa.batch_stats, 2)))
-  _, _, sb = inference.load_state(str(b))
+  _, _, sb, _ = inference.load_state(str(b))
   interpolate.interpolate(str(a), str(b), 0.5, str(tmp_path / "mix"))
-  _, _, s = inference.load_state(str(tmp_path / "mix"))
+  _, _, s, _ = inference.load_state(str(tmp_path / "mix"))
   for field in ("params", "ema_params", "batch_stats"):
     fa, fb, got = (_flat(getattr(x, field)) for x in (sa, sb, s))
     for k in fa:

@@ -14,6 +14,9 @@ import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 
+from jsr import methods
+from jsr import train
+from jsr import writers
 from jsr.methods import supervised
 from jsr.ops.resize import imresize
 
@@ -75,7 +78,7 @@ def test_runlocal_config_trains_two_steps(name):
   assert int(state.step) == 2
   assert np.isfinite(float(metrics["grad_norm"])) and np.isfinite(float(metrics["psnr"]))
   lr = jnp.zeros((1, 5, 7, 3))
-  sr = supervised.predict(state, lr, config)
+  sr = supervised.predict(methods.inference_variables(supervised, config, state), lr, config)
   chex.assert_shape(sr, (1, 5 * config.scale, 7 * config.scale, 3))
   chex.assert_type(sr, jnp.float32)
   if name == "srresnet":  # BatchNorm: running statistics live in the state and were updated.
@@ -205,7 +208,10 @@ def test_ema_follows_the_formula_and_is_used_by_predict():
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
   assert max(np.max(np.abs(a - b)) for a, b in zip(ema, flat(state.params))) > 1e-4
   lr = jnp.asarray(np.random.default_rng(0).random((1, 6, 6, 3)), jnp.float32)
-  with_ema = supervised.predict(state, lr, config)
+  # predict reads what inference_fields names: the EMA weights.
+  variables = methods.inference_variables(supervised, config, state)
+  assert variables.keys() == {"params"}
+  with_ema = supervised.predict(variables, lr, config)
   np.testing.assert_allclose(
       with_ema, state.apply_fn({"params": state.ema_params}, lr), atol=1e-6)
   assert float(jnp.max(jnp.abs(with_ema - state.apply_fn({"params": state.params}, lr)))) > 1e-6
@@ -292,7 +298,6 @@ def _photo(h, w, seed):
 
 
 def test_train_and_evaluate_espcn_runlocal(tmp_path):
-  from jsr import train
   train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
   train_dir.mkdir()
   eval_dir.mkdir()
@@ -306,7 +311,7 @@ def test_train_and_evaluate_espcn_runlocal(tmp_path):
   workdir = tmp_path / "work"
   state = train.train_and_evaluate(config, str(workdir))
   assert int(jax.device_get(state.step)) == config.total_steps
-  rows = train.read_metrics(str(workdir))
+  rows = writers.read_metrics(str(workdir))
   s = config.scale
   evals = [r for r in rows if f"eval/tiny_x{s}/psnr_y" in r]
   assert evals and np.isfinite(evals[-1][f"eval/tiny_x{s}/psnr_y"])

@@ -10,7 +10,7 @@ The last term is the classical "pair" term (ZSSR-style): the observation is degr
 the network learns to undo that, i.e. it learns SR one octave lower. Both can be combined; the
 comparison is in docs/selfsup.md.
 
-Method interface used by jsr.train: init / train_step / predict.
+Method interface (jsr/methods/__init__.py): init / train_step / predict.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import optax
 from flax.training import train_state
 
 from jsr import losses
+from jsr import optim
 from jsr.models import common, selfsup_net
 from jsr.ops import degrade as degrade_ops
 
@@ -55,7 +56,6 @@ def _check(config, patch: int):
 
 
 def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
-  from jsr import optim  # The engine's optimizer factory (shared by all methods).
   patch = batch["image"].shape[1]
   _check(config, patch)
   model = create_model(config)
@@ -102,8 +102,8 @@ def loss_terms(params, apply_fn, lr, config, degrade_fn):
   return total, terms
 
 
-def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict):
-  del rng  # The loss has no randomness; kept for the engine's uniform interface.
+def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict, frozen=None):
+  del rng, frozen  # The loss has no randomness and no pretrained parts.
   lr = _to_float(batch["image"])
   degrade_fn = make_degradation(config)
 
@@ -112,10 +112,10 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict)
 
   (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads)
-  metrics = {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads)}
+  metrics = {"loss": loss, **terms, "grad_norm": optax.tree.norm(grads),
+             "learning_rate": optim.make_schedule(config.optim, config.total_steps)(state.step)}
   return new_state, metrics
 
 
-def predict(state: TrainState, lr, config: ml_collections.ConfigDict):
-  del config
-  return state.apply_fn({"params": state.params}, lr.astype(jnp.float32))
+def predict(variables, lr, config: ml_collections.ConfigDict):
+  return create_model(config).apply(variables, lr.astype(jnp.float32))

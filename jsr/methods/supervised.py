@@ -26,7 +26,8 @@ in bfloat16 while params, gradients, optimizer state and losses stay float32 (th
 outputs to float32). Models with BatchNorm (SRResNet) train on batch statistics and keep the
 running ones in `state.batch_stats`.
 
-Method interface used by jsr.train: init / train_step / predict.
+Method interface (jsr/methods/__init__.py): init / train_step / predict, and inference_fields /
+generator_fields (predict reads the EMA weights when kept, and the BatchNorm statistics).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import optax
 
 from jsr import losses
 from jsr import models
+from jsr import optim
 from jsr.models import common
 from jsr.ops import degrade as degrade_ops
 from jsr.ops.resize import imresize
@@ -123,7 +125,6 @@ def check_patch(config: ml_collections.ConfigDict, patch: int) -> None:
 
 
 def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
-  from jsr import optim  # The engine's optimizer factory (shared by all methods).
   patch = batch["image"].shape[1]
   check_patch(config, patch)
   losses.parse_loss(config.loss)  # An unknown term fails here, before anything compiles.
@@ -175,7 +176,8 @@ def compute_loss(outputs, hr, loss_fn, scale: int) -> tuple[jax.Array, dict[str,
   return total, terms
 
 
-def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict):
+def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict, frozen=None):
+  del frozen  # No pretrained parts.
   hr = _to_float(batch["image"])
   noise_rng = None if rng is None else jax.random.fold_in(rng, 0)
   lr = synthesize_lr(hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
@@ -200,16 +202,23 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict)
     d = config.ema_decay
     new_state = new_state.replace(ema_params=jax.tree.map(
         lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
-  metrics = {"loss": loss, **terms, "psnr": _psnr(sr, hr), "grad_norm": optax.tree.norm(grads)}
+  metrics = {"loss": loss, **terms, "psnr": _psnr(sr, hr), "grad_norm": optax.tree.norm(grads),
+             "learning_rate": optim.make_schedule(config.optim, config.total_steps)(state.step)}
   return new_state, metrics
 
 
-def predict(state: TrainState, lr, config: ml_collections.ConfigDict):
-  """LR (N, h, w, C) in [0, 1] -> SR (N, h*s, w*s, C) float32, with the EMA weights when kept."""
+def inference_fields(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """predict reads the EMA weights when they are kept, and the BatchNorm statistics (if any)."""
+  return {"params": "ema_params" if config.ema_decay > 0 else "params",
+          "batch_stats": "batch_stats"}
+
+
+def generator_fields(config: ml_collections.ConfigDict) -> dict[str, str]:
   del config
-  params = state.params if state.ema_params is None else state.ema_params
-  variables = {"params": params}
-  if state.batch_stats is not None:
-    variables["batch_stats"] = state.batch_stats
-  out = state.apply_fn(variables, lr.astype(jnp.float32), train=False)
+  return {"params": "params", "ema_params": "params", "batch_stats": "batch_stats"}
+
+
+def predict(variables, lr, config: ml_collections.ConfigDict):
+  """LR (N, h, w, C) in [0, 1] -> SR (N, h*s, w*s, C) float32."""
+  out = create_model(config).apply(variables, lr.astype(jnp.float32), train=False)
   return _as_list(out)[-1].astype(jnp.float32)

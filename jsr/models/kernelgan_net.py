@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jsr.models import common
+
 VARIANTS = {
     "tiny": dict(features=8, structure=(3, 3, 1), d_features=8, d_kernel=3, d_layers=3),
     "paper": dict(features=64, structure=(7, 5, 3, 1, 1, 1), d_features=64, d_kernel=7,
@@ -75,7 +77,6 @@ class KernelDiscriminator(nn.Module):
 
 def Model(*, variant: str | None = None, scale: int = 2, **kw) -> tuple[nn.Module, nn.Module]:  # noqa: N802
   """(generator, discriminator) of a variant; keys as in VARIANTS."""
-  from jsr.models import common  # pylint: disable=g-import-not-at-top
   v = common.resolve_variant(VARIANTS, variant or "paper", kw)
   return (KernelGenerator(structure=tuple(v["structure"]), features=v["features"], scale=scale),
           KernelDiscriminator(features=v["d_features"], kernel_size=v["d_kernel"],

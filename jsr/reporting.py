@@ -1,0 +1,101 @@
+"""Evaluation during training: benchmark folders scored with the papers' protocol (jsr.evaluate),
+logged as eval/<set>_x<s>/{psnr_y, ssim_y}, and PNG grids (LR | bicubic | output | HR) for a person
+to look at. Also used by the zero-shot engine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jsr import errors
+from jsr import evaluate
+from jsr import io as jio
+from jsr import mesh as mesh_lib
+
+
+def parse_eval_sets(spec: str) -> dict[str, list[str]]:
+  """"set5=/data/Set5,set14=/data/Set14" or "samples:eval" -> {name: image paths}."""
+  sets = {}
+  for item in filter(None, (s.strip() for s in spec.split(","))):
+    name, sep, path = item.partition("=")
+    if not sep:
+      path = item
+      name = "samples" if item.startswith("samples") else Path(item).name.lower()
+    try:
+      sets[name] = jio.list_images(path)
+    except FileNotFoundError as e:
+      raise errors.UserError(f"config.eval.sets {spec!r}: {e}") from e
+  return sets
+
+
+def _center_crop_box(h: int, w: int, scale: int, size: int = 192) -> tuple[int, int, int]:
+  c = min(h, w, size)
+  c -= c % scale
+  return ((h - c) // 2) // scale * scale, ((w - c) // 2) // scale * scale, c
+
+
+def save_grid(path: str, lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr: np.ndarray,
+              scale: int) -> None:
+  """LR (nearest) | bicubic | output | HR, the same centre crop of each, side by side."""
+  y, x, c = _center_crop_box(hr.shape[0], hr.shape[1], scale)
+  crop = lambda a: np.clip(a[y:y + c, x:x + c], 0.0, 1.0)
+  lr_c = lr[y // scale:(y + c) // scale, x // scale:(x + c) // scale]
+  nearest = np.repeat(np.repeat(lr_c, scale, axis=0), scale, axis=1)
+  gap = np.ones((c, 4, hr.shape[-1]), np.float32)
+  panels = [np.clip(nearest, 0.0, 1.0), gap, crop(bicubic), gap, crop(sr), gap, crop(hr)]
+  jio.save_image(path, np.concatenate(panels, axis=1))
+
+
+def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int
+                  ) -> tuple[dict[str, float], dict[str, list]]:
+  """{"eval/<set>_x<s>/psnr_y": ...} and the per-set (lr, sr, hr) images."""
+  scalars, outputs = {}, {}
+  for name, paths in sets.items():
+    r = evaluate.evaluate_images(sr_fn, paths, scale, log=None, keep_outputs=True)
+    for k, v in r["mean"].items():
+      scalars[f"eval/{name}_x{scale}/{k}"] = v
+    outputs[name] = [(row["image"], out) for row, out in zip(r["per_image"], r["outputs"])]
+  return scalars, outputs
+
+
+def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer,
+                         step: int) -> dict[str, Any]:
+  """Bicubic scores (logged once per run start) and images (for the grids)."""
+  scalars, outputs = evaluate_sets(evaluate.interpolation_fn("bicubic", scale), sets, scale)
+  writer.write_scalars(step, {k.replace("/psnr_y", "/bicubic_psnr_y")
+                              .replace("/ssim_y", "/bicubic_ssim_y"): v
+                              for k, v in scalars.items()})
+  return outputs
+
+
+def run_eval(sr_fn: Callable, sets: dict[str, list[str]], scale: int, writer, step: int,
+             workdir: str, bicubic: dict[str, Any]) -> dict[str, float]:
+  """Scores of the current model (logged) and a grid per image under workdir/images/step_N."""
+  scalars, outputs = evaluate_sets(sr_fn, sets, scale)
+  writer.write_scalars(step, scalars)
+  if jax.process_index() == 0:
+    for name, items in outputs.items():
+      for (image_name, (lr, sr, hr)), (_, (_, bic, _)) in zip(items, bicubic[name]):
+        path = os.path.join(workdir, "images", f"step_{step}",
+                            f"{name}_{Path(image_name).stem}.png")
+        save_grid(path, lr, bic, sr, hr, scale)
+  return scalars
+
+
+def make_sr_fn(predict: Callable, mesh: jax.sharding.Mesh, variables: Any) -> Callable:
+  """lr (1, h, w, C) -> sr (1, h*s, w*s, C) with the jitted `predict(variables, lr)`; gray
+  images go through the RGB model as three equal channels and come back as their mean."""
+
+  def sr_fn(lr):
+    gray = lr.shape[-1] == 1
+    lr = jax.device_put(jnp.repeat(lr, 3, axis=-1) if gray else lr, mesh_lib.replicated(mesh))
+    sr = predict(variables, lr)
+    return jnp.mean(sr, axis=-1, keepdims=True) if gray else sr
+
+  return sr_fn
