@@ -147,6 +147,7 @@ def test_deterministic_and_resumable(folder):
   assert not np.array_equal(straight[0]["image"], other["image"])
 
 
+@pytest.mark.requires_tf
 def test_tf_data_backend_yields_the_numpy_batches(folder):
   d, _ = folder
   config = _config(f"folder:{d}")
@@ -174,6 +175,7 @@ def test_hosts_split_the_same_global_batch(folder):
   np.testing.assert_array_equal(np.concatenate(halves), full)
 
 
+@pytest.mark.requires_tf("tensorflow_datasets")
 def test_tfds_source_uses_hr_feature():
   import tensorflow_datasets as tfds
   # Mock data follows the real builder's features (div2k: "hr" and "lr"), no download.
