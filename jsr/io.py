@@ -2,7 +2,8 @@
 
 Images come back as float32 numpy arrays in [0, 1], (H, W, C) with C = 1 (gray) or 3 (RGB); an alpha
 channel, when present, is returned separately so callers can keep it (predict) or drop it (metrics).
-16-bit images are scaled by 65535. Nothing here imports TensorFlow or JAX.
+16-bit images are scaled by 65535. The EXIF Orientation tag (phone photos) is applied, so arrays come
+out the way image viewers show the file. Nothing here imports TensorFlow or JAX.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -74,6 +75,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
   try:
     with Image.open(path) as im:
       im.load()
+      # Phones store the sensor's pixels and an EXIF Orientation tag; viewers show them upright.
+      ImageOps.exif_transpose(im, in_place=True)
       mode = im.mode
       if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im, dtype=np.float64)

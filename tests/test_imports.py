@@ -3,7 +3,10 @@
 function (the old way to hide a cycle)."""
 
 import ast
+import os
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -129,3 +132,20 @@ def test_helpers_do_not_import_the_training_loop(edge):
       reach.add(t)
       todo.append(t)
   assert edge[1] not in reach
+
+
+def test_importing_jsr_does_not_start_the_xla_backend():
+  # jax.distributed.initialize() must run before the backend starts (jsr/main.py imports the
+  # engine first): a jnp array made at import time anywhere in jsr would break multi-host runs.
+  code = (
+      "import importlib, sys\n"
+      "from jax._src import xla_bridge\n"
+      "def fail(*a, **k):\n"
+      "  raise SystemExit('the XLA backend was started at import')\n"
+      "xla_bridge.backends = fail\n"
+      f"for name in {sorted(m for m in MODULES if m != 'jsr.__main__')!r}:\n"
+      "  importlib.import_module(name)\n"
+      "print('ok')\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT.parent, capture_output=True,
+                        text=True, timeout=300, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

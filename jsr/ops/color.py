@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
-# MATLAB rgb2ycbcr for double images in [0, 1]: Y in [16, 235] / 255.
-_RGB_TO_YCBCR = jnp.array([[65.481, -37.797, 112.0],
-                           [128.553, -74.203, -93.786],
-                           [24.966, 112.0, -18.214]], jnp.float32) / 255.0
-_OFFSET = jnp.array([16.0, 128.0, 128.0], jnp.float32) / 255.0
+# MATLAB rgb2ycbcr for double images in [0, 1]: Y in [16, 235] / 255. numpy constants: a jnp array
+# at import would start the XLA backend before jax.distributed.initialize() can run.
+_RGB_TO_YCBCR = np.array([[65.481, -37.797, 112.0],
+                          [128.553, -74.203, -93.786],
+                          [24.966, 112.0, -18.214]], np.float32) / np.float32(255.0)
+_OFFSET = np.array([16.0, 128.0, 128.0], np.float32) / np.float32(255.0)
 
 
 def rgb_to_ycbcr(rgb):
@@ -21,7 +23,7 @@ def rgb_to_ycbcr(rgb):
 
 def ycbcr_to_rgb(ycbcr):
   """Inverse of `rgb_to_ycbcr` (MATLAB ycbcr2rgb for doubles)."""
-  inv = jnp.linalg.inv(_RGB_TO_YCBCR).astype(ycbcr.dtype)
+  inv = jnp.linalg.inv(jnp.asarray(_RGB_TO_YCBCR)).astype(ycbcr.dtype)
   return jnp.einsum("...c,cd->...d", ycbcr - _OFFSET.astype(ycbcr.dtype), inv,
                     precision="highest")
 

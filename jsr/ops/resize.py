@@ -113,9 +113,10 @@ def imresize(x, scale: float | Sequence[float] | None = None,
     kernel: "cubic" (default, a = -0.5), "box", "triangle"/"bilinear", "lanczos2", "lanczos3".
     antialias: widen the kernel when downscaling (MATLAB's default).
     precision: matmul precision; "highest" keeps float32 exact on GPUs (TF32 otherwise).
-    quantize: emulate MATLAB on uint8 images: values are in [0, 1] and are rounded to 8 bits
-      (and clipped) after each axis pass, as MATLAB's uint8 path does. This is how every SR
-      paper's LR inputs were made; it is not differentiable (use it for data, not in losses).
+    quantize: emulate MATLAB on uint8 images: the input is taken as the 8-bit image
+      round(255 x), and each axis pass is rounded to 8 bits (half away from zero) and clipped, as
+      MATLAB's uint8 path does. This is how every SR paper's LR inputs were made; it is not
+      differentiable (use it for data, not in losses).
   Returns:
     The resized array, (..., h, w, C), in x's dtype (computed in at least float32).
   """
@@ -138,11 +139,17 @@ def imresize(x, scale: float | Sequence[float] | None = None,
   mw = jnp.asarray(resize_matrix(in_w, out_w, sw, kernel, antialias), dtype)
   # MATLAB resizes the axis with the smaller scale first; in exact arithmetic the order does
   # not matter, and doing the shrinking axis first also costs fewer FLOPs.
-  q = (lambda v: jnp.clip(jnp.round(v * 255.0), 0.0, 255.0) / 255.0) if quantize else (lambda v: v)
+  q = lambda v: v
+  if quantize:
+    # Work on the 0..255 integers as MATLAB does: with bicubic x2 weights (multiples of 1/256) a
+    # pass often lands exactly on k + 0.5, which MATLAB rounds up. On the [0, 1] scale v / 255 is
+    # inexact (XLA divides by multiplying with the reciprocal), so such ties would round either way.
+    x = jnp.round(x * 255.0)
+    q = lambda v: jnp.floor(jnp.clip(v, 0.0, 255.0) + 0.5)
   if sh <= sw:
     x = q(jnp.einsum("oh,...hwc->...owc", mh, x, precision=precision))
     x = q(jnp.einsum("pw,...owc->...opc", mw, x, precision=precision))
   else:
     x = q(jnp.einsum("pw,...hwc->...hpc", mw, x, precision=precision))
     x = q(jnp.einsum("oh,...hpc->...opc", mh, x, precision=precision))
-  return x
+  return x / 255.0 if quantize else x
