@@ -45,9 +45,8 @@ def _model(args):
   import jax.numpy as jnp
   if args.workdir:
     from jsr import inference
-    config, method, state = inference.load_state(args.workdir)
-    state = state.replace(opt_state=None)
-    return (lambda st, lr: method.predict(st, lr, config)), state, config.scale
+    config, method, variables, _ = inference.load_variables(args.workdir)
+    return (lambda v, lr: method.predict(v, lr, config)), variables, config.scale
   from jsr.models import common, get_model
   model = get_model("edsr", variant="baseline", scale=args.scale)
   params = common.init_variables(model, jax.random.key(0), jnp.zeros((1, 16, 16, 3)))["params"]

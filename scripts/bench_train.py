@@ -12,7 +12,7 @@ peer the same loss with torch.optim.Adamax (constant lr: the schedule costs noth
 
 The jsr side is the engine's real path: `jsr.train.make_train_step` (jax.jit with the batch
 sharded over the 1-D "data" mesh, the state replicated and donated), batches put on the devices
-each step with `jsr.train.shard_batch` from host numpy arrays, as the training loop does. The
+each step with `jsr.mesh.shard_batch` from host numpy arrays, as the training loop does. The
 torch side is idiomatic PyTorch: NCHW (channels_last on GPU), `cudnn.benchmark`, fused Adam on
 GPU, bf16 `torch.autocast` for --dtype=bfloat16 (jsr: the models' `dtype`, params float32),
 eager and `torch.compile` of model + loss (backward through AOTAutograd). Batches are synthetic
@@ -135,8 +135,8 @@ def jsr_method_and_config(family: str, variant: str, scale: int, dtype: str):
     return train_state.TrainState.create(apply_fn=model.apply, params=params,
                                          tx=optim.make_optimizer(config.optim, config.total_steps))
 
-  def train_step(state, batch, rng, config):
-    del rng, config
+  def train_step(state, batch, rng, config, frozen=None):
+    del rng, config, frozen
 
     def loss_fn(params):
       return losses.l1(state.apply_fn({"params": params}, batch["lr"]), batch["hr"])
@@ -144,9 +144,10 @@ def jsr_method_and_config(family: str, variant: str, scale: int, dtype: str):
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     return state.apply_gradients(grads=grads), {"loss": loss}
 
-  def predict(state, lr, config):
+  def predict(variables, lr, config):
     del config
-    return state.apply_fn({"params": state.params}, lr)
+    return get_model(family, variant=variant, scale=scale, dtype=jnp.dtype(dtype)).apply(
+        variables, lr)
 
   return types.SimpleNamespace(init=init, train_step=train_step, predict=predict), config
 
@@ -176,13 +177,16 @@ def _rss() -> int:
 def run_jsr(model_name: str) -> dict:
   import jax
   import numpy as np
+  from jsr import mesh as mesh_lib
   from jsr import train as engine
   rss_imports = _rss()
 
   family, variant, scale = parse_model(model_name)
   method, config = jsr_method_and_config(family, variant, scale, FLAGS.dtype)
-  mesh = engine.make_mesh()
-  engine.check_batch_size(FLAGS.batch)
+  mesh = mesh_lib.make_mesh()
+  mesh_lib.check_batch_size(FLAGS.batch)
+  rows = mesh_lib.host_rows(mesh, FLAGS.batch)
+  shard = lambda b: mesh_lib.shard_batch(b, mesh, FLAGS.batch, rows)
   batches = synthetic_batches(family, scale, FLAGS.batch, FLAGS.patch)
   out = {"side": "jsr", "mode": "jit", "jax": jax.__version__, "devices": jax.device_count(),
          "rss_after_imports": rss_imports, "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -190,7 +194,7 @@ def run_jsr(model_name: str) -> dict:
 
   t0 = time.perf_counter()
   state = jax.device_put(method.init(config, jax.random.key(0), batches[0]),
-                         engine.replicated(mesh))
+                         mesh_lib.replicated(mesh))
   jax.block_until_ready(state)
   out["init_s"] = time.perf_counter() - t0
   out["params"] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
@@ -206,15 +210,15 @@ def run_jsr(model_name: str) -> dict:
   if FLAGS.mode in ("train", "both"):
     step = engine.make_train_step(method, config, mesh, jax.random.key(1))
     t0 = time.perf_counter()
-    state, metrics = step(state, engine.shard_batch(batches[0], mesh))
+    state, metrics, _ = step(state, shard(batches[0]), None)
     jax.block_until_ready(metrics)
     first = time.perf_counter() - t0
     for i in range(1, FLAGS.warmup):
-      state, metrics = step(state, engine.shard_batch(batches[i % len(batches)], mesh))
+      state, metrics, _ = step(state, shard(batches[i % len(batches)]), None)
     jax.block_until_ready((state, metrics))
     t0 = time.perf_counter()
     for i in range(FLAGS.steps):
-      state, metrics = step(state, engine.shard_batch(batches[i % len(batches)], mesh))
+      state, metrics, _ = step(state, shard(batches[i % len(batches)]), None)
     jax.block_until_ready((state, metrics))
     dt = (time.perf_counter() - t0) / FLAGS.steps
     out["train"] = {"step_s": dt, "patches_per_s": FLAGS.batch / dt, "first_step_s": first,
@@ -224,16 +228,17 @@ def run_jsr(model_name: str) -> dict:
     ib, ip = FLAGS.infer_batch or FLAGS.batch, FLAGS.infer_patch or FLAGS.patch
     lr = np.random.default_rng(1).random((ib, ip, ip, 3), dtype=np.float32)
     predict = engine.make_predict(method, config, mesh)
-    x = jax.device_put(lr, engine.replicated(mesh))
+    x = jax.device_put(lr, mesh_lib.replicated(mesh))
+    variables = {"params": state.params}
     t0 = time.perf_counter()
-    jax.block_until_ready(predict(state, x))
+    jax.block_until_ready(predict(variables, x))
     first = time.perf_counter() - t0
     for _ in range(2):
-      jax.block_until_ready(predict(state, x))
+      jax.block_until_ready(predict(variables, x))
     n = max(FLAGS.steps, 3)
     t0 = time.perf_counter()
     for _ in range(n):
-      y = predict(state, x)
+      y = predict(variables, x)
     jax.block_until_ready(y)
     dt = (time.perf_counter() - t0) / n
     out["infer"] = {"batch": ib, "lr_size": ip, "call_s": dt, "first_call_s": first,

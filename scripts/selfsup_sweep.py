@@ -49,7 +49,7 @@ def run_one(arg: str, overrides: dict, steps: int, eval_at: list[int], images, e
   first = next(data.get_train_iterator(config, 0, images))
   state = selfsup.init(config, jax.random.PRNGKey(config.seed), first)
   step_fn = jax.jit(functools.partial(selfsup.train_step, config=config), donate_argnums=0)
-  predict = jax.jit(lambda s, lr: selfsup.predict(s, lr, config))
+  predict = jax.jit(lambda s, lr: selfsup.predict({"params": s.params}, lr, config))
   out, train_s, t0 = [], 0.0, time.perf_counter()
   for i, batch in enumerate(data.get_train_iterator(config, 0, images), start=1):
     state, metrics = step_fn(state, batch, None)
