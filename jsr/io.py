@@ -2,8 +2,8 @@
 
 Images come back as float32 numpy arrays in [0, 1], (H, W, C) with C = 1 (gray) or 3 (RGB); an alpha
 channel, when present, is returned separately so callers can keep it (predict) or drop it (metrics).
-16-bit images are scaled by 65535. The EXIF Orientation tag (phone photos) is applied, so arrays come
-out the way image viewers show the file. Nothing here imports TensorFlow or JAX.
+16-bit images are scaled by 65535. The EXIF Orientation tag (phone photos) is applied, so arrays
+come out the way image viewers show the file. Nothing here imports TensorFlow or JAX.
 """
 
 from __future__ import annotations

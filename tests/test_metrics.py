@@ -8,33 +8,13 @@ import numpy as np
 import pytest
 
 from jsr import metrics
+from tests import np_reference
 
 jax.config.update("jax_disable_most_optimizations", True)
 
 
-def _ref_ssim(a, b, peak=255.0):
-  """SSIM of two 2-D float64 images: Gaussian 11x11 (sigma 1.5), valid region, K=(0.01, 0.03)."""
-  ax = np.arange(11) - 5
-  g = np.exp(-(ax**2) / (2 * 1.5**2))
-  win = np.outer(g, g)
-  win /= win.sum()
-  c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
-  h, w = a.shape
-  vals = []
-  for i in range(h - 10):
-    for j in range(w - 10):
-      pa, pb = a[i:i + 11, j:j + 11], b[i:i + 11, j:j + 11]
-      ma, mb = np.sum(win * pa), np.sum(win * pb)
-      va = np.sum(win * pa * pa) - ma**2
-      vb = np.sum(win * pb * pb) - mb**2
-      cov = np.sum(win * pa * pb) - ma * mb
-      vals.append(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
-  return float(np.mean(vals))
-
-
 def _y255(rgb):
-  rgb = np.round(rgb * 255)  # the 8-bit images the MATLAB scripts read
-  return 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+  return np_reference.y255(np.round(rgb * 255))  # the 8-bit images the MATLAB scripts read
 
 
 def test_psnr_known_mse_on_gray_and_shave():
@@ -66,7 +46,7 @@ def test_ssim_y_matches_wang_reference():
   # A smooth image plus noise, so SSIM is far from both 0 and 1.
   hr = 0.5 * hr + 0.5 * np.linspace(0, 1, 24)[None, None, :, None]
   sr = np.clip(hr + rng.normal(0, 0.08, hr.shape), 0, 1)
-  ref = _ref_ssim(_y255(sr)[0, 2:-2, 2:-2], _y255(hr)[0, 2:-2, 2:-2])
+  ref = np_reference.ssim(_y255(sr)[0, 2:-2, 2:-2], _y255(hr)[0, 2:-2, 2:-2])
   out = metrics.ssim(jnp.asarray(sr), jnp.asarray(hr), shave=2)
   np.testing.assert_allclose(out, [ref], atol=2e-4)
   assert 0.2 < ref < 0.95

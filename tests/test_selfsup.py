@@ -124,7 +124,7 @@ def test_train_step_lowers_the_loss_and_never_sees_hr():
     state, m = step(state, batch, None)
     losses.append(float(m["loss"]))
   assert all(np.isfinite(losses)) and losses[-1] < losses[0]
-  sr = selfsup.predict(state, jnp.zeros((1, 10, 12, 3)), config)
+  sr = selfsup.predict({"params": state.params}, jnp.zeros((1, 10, 12, 3)), config)
   chex.assert_shape(sr, (1, 20, 24, 3))
 
 
@@ -133,3 +133,50 @@ def test_bad_patch_size_is_reported():
   config.data.patch_size = 25
   with pytest.raises(ValueError, match="multiple of config.scale"):
     selfsup.init(config, jax.random.PRNGKey(0), {"image": np.zeros((2, 25, 25, 3), np.uint8)})
+
+
+def test_total_loss_is_the_weighted_sum_of_the_terms_as_defined():
+  """L = a*L2 + b*(1 - SSIM) + g*TV + d*pair, each term in numpy from its definition on the real
+  network's outputs; distinct non-unit weights, so a term weighted or defined wrongly fails."""
+  from tests import np_reference
+  config = selfsup_config.get_config("scale=2,loss=both,runlocal")
+  config.loss.alpha, config.loss.beta, config.loss.gamma, config.loss.delta = 0.7, 0.3, 0.05, 1.3
+  m = config.loss.margin
+  assert m > 0  # the margin crop is part of what is checked
+  degrade_fn = selfsup.make_degradation(config)
+  model = selfsup.create_model(config)
+  yy, xx = np.mgrid[0:24, 0:24]
+  smooth = np.stack([0.5 + 0.3 * np.sin(xx / 3.0 + c) * np.cos(yy / 4.0 - c) for c in range(3)], -1)
+  noise = 0.1 * np.random.default_rng(3).standard_normal((2, 24, 24, 3))
+  lr = jnp.asarray(np.clip(smooth + noise, 0, 1), jnp.float32)
+  params = model.init(jax.random.PRNGKey(0), lr)["params"]
+  # Away from the zero-initialised tail (which makes f bicubic), so every term is well above 0.
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  params = jax.tree.unflatten(treedef, [p + 0.05 * jax.random.normal(k, p.shape)
+                                        for p, k in zip(leaves, keys)])
+  apply_fn = model.apply
+
+  total, terms = selfsup.loss_terms(params, apply_fn, lr, config, degrade_fn)
+
+  f = lambda x: np.asarray(apply_fn({"params": params}, x), np.float64)
+  y = np.asarray(lr, np.float64)
+  hr_pred = f(lr)
+  y_pred = np.asarray(degrade_fn(jnp.asarray(hr_pred, jnp.float32)), np.float64)
+  crop = lambda a: a[:, m:-m, m:-m, :]
+  l2 = np.mean((crop(y_pred) - crop(y)) ** 2)
+  # SSIM (Wang et al.; 11x11 Gaussian, sigma 1.5, valid, peak 1) per image and channel, averaged.
+  ssim = np.mean([np_reference.ssim(crop(y_pred)[n, ..., c], crop(y)[n, ..., c], peak=1.0)
+                  for n in range(2) for c in range(3)])
+  dssim = 1.0 - ssim
+  tv = (np.mean(np.abs(np.diff(hr_pred, axis=1))) + np.mean(np.abs(np.diff(hr_pred, axis=2))))
+  pair = np.mean((f(degrade_fn(lr)) - y) ** 2)  # L2(f(D(y)), y)
+  ref = 0.7 * l2 + 0.3 * dssim + 0.05 * tv + 1.3 * pair
+
+  for name, value in (("l2", l2), ("dssim", dssim), ("tv", tv), ("pair_l2", pair)):
+    np.testing.assert_allclose(float(terms[name]), value, rtol=1e-4, err_msg=name)
+  np.testing.assert_allclose(float(total), ref, rtol=1e-5)
+  # Each weighted term is a real share of the total (6% to 65% here): weighting any one x10 moves
+  # the total by far more than the tolerance.
+  shares = np.array([0.7 * l2, 0.3 * dssim, 0.05 * tv, 1.3 * pair]) / ref
+  assert shares.min() > 0.03, shares
