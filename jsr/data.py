@@ -7,7 +7,7 @@ checkpoint, and any number of hosts cut the same global batch into their own row
 
 The crops themselves are one numpy gather per batch (about 10k 96x96 patches/s per core,
 scripts/bench_input.py). Running them ahead of the train step is tf.data's job
-(`data.backend="tf"`: `Dataset.range(step).map(...).prefetch`, parallel and autotuned) or, where
+(`data.backend="tf"`: `Dataset.range(step).map(...).prefetch`, one map call per core) or, where
 TensorFlow is not installed (the GPU machines we benchmark on have JAX but no TensorFlow), a small
 thread pool (`"numpy"`). Both yield identical batches; `"auto"` takes tf.data when it imports.
 TensorFlow is imported here only, lazily, and never sees a GPU.
@@ -217,7 +217,14 @@ def _use_tf(backend: str) -> bool:
 
 def _tf_iterator(make, start_step: int, total_steps: int, patch: int
                  ) -> Iterator[dict[str, np.ndarray]]:
-  """tf.data over the same pure batch function: parallel, ordered, autotuned prefetch."""
+  """tf.data over the same pure batch function: parallel, ordered, prefetched.
+
+  tf.data's autotuner is switched off. Its model thread sleeps on a condition variable between
+  optimisation rounds; when the iterator is deleted at the end of training, that thread can miss
+  the wake-up and sleep out its period (up to a minute, seen as a process that printed its last
+  line and then hangs; scripts/exit_latency.py). Batches here are one numpy gather each, so fixed
+  parallelism (one call per core) and a few batches of prefetch are all the tuning there is to do.
+  """
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF only feeds the host; the GPU memory is JAX's.
 
@@ -225,9 +232,12 @@ def _tf_iterator(make, start_step: int, total_steps: int, patch: int
     image = tf.numpy_function(lambda s: make(int(s))["image"], [step], tf.uint8, stateful=False)
     return {"image": tf.ensure_shape(image, (None, patch, patch, 3))}
 
+  options = tf.data.Options()
+  options.autotune.enabled = False
   ds = tf.data.Dataset.range(start_step, total_steps)
-  ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+  ds = ds.map(fn, num_parallel_calls=os.cpu_count() or 1, deterministic=True)
+  ds = ds.prefetch(max(2, os.cpu_count() or 1)).with_options(options)
+  return iter(ds.as_numpy_iterator())
 
 
 def _thread_iterator(make, start_step: int, total_steps: int, num_threads: int, prefetch: int
