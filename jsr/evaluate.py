@@ -3,8 +3,18 @@ r"""Benchmark evaluation with the papers' protocol.
   python -m jsr.evaluate --method=bicubic --data=../shared/data/benchmarks/Set5 --scale=4
   python -m jsr.evaluate --workdir=/tmp/selfsup_x2 --data=../shared/data/benchmarks/Set5 --scale=2
 
+  python -m jsr.evaluate --workdir=/tmp/esrgan --data=../shared/data/benchmarks/Set14 --scale=4 \
+      --metrics=psnr,ssim,lpips,niqe --output=/tmp/esrgan_set14.json
+
 Each HR image is cropped to a multiple of the scale, its LR input is made by MATLAB bicubic (uint8
-path), the method upsamples it back, and Y-PSNR/SSIM are computed with `scale` pixels shaved.
+path), the method upsamples it back (clipped and rounded to 8 bits, as a saved PNG), and the
+metrics are computed with `scale` pixels shaved at each border:
+
+  psnr, ssim   on the Y channel (jsr.metrics: the EDSR/RCAN MATLAB protocol) -> psnr_y, ssim_y
+  lpips        LPIPS v0.1 with VGG16 (jsr.lpips; lower is better), on RGB -> lpips
+  lpips_alex   the same with AlexNet -> lpips_alex
+  niqe         no-reference NIQE of the output alone (jsr.niqe, MATLAB's; lower is better), on
+               the rounded Y channel -> niqe
 """
 
 from __future__ import annotations
@@ -21,12 +31,34 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
+from jsr import errors
 from jsr import inference
 from jsr import io as jio
+from jsr import lpips as lpips_lib
 from jsr import metrics
+from jsr import niqe as niqe_lib
 from jsr.ops.resize import imresize
 
 INTERPOLATIONS = ("bicubic", "bilinear", "lanczos2", "lanczos3", "nearest")
+METRICS = {"psnr": "psnr_y", "ssim": "ssim_y", "lpips": "lpips", "lpips_alex": "lpips_alex",
+           "niqe": "niqe"}  # name -> the key of its value in results and logs
+DEFAULT_METRICS = ("psnr", "ssim")
+
+
+def parse_metrics(spec: str | Sequence[str]) -> tuple[str, ...]:
+  """"psnr,ssim,lpips" (or a sequence) -> ("psnr", "ssim", "lpips"); unknown names are an error."""
+  names = [s.strip().lower() for s in (spec.split(",") if isinstance(spec, str) else spec)]
+  names = [n for n in names if n]
+  unknown = [n for n in names if n not in METRICS]
+  if unknown or not names:
+    raise errors.UserError(f"metrics {spec!r}: unknown {unknown or 'empty list'}; choose from "
+                           f"{', '.join(METRICS)}")
+  return tuple(dict.fromkeys(names))
+
+
+@functools.cache
+def _lpips_fn(net: str) -> Callable:
+  return lpips_lib.make_lpips(net)  # Weights read once per process.
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -37,8 +69,26 @@ def make_lr(hr, scale: int):
 
 @functools.partial(jax.jit, static_argnums=(2,))
 def _score(sr, hr, scale: int):
-  sr = metrics.quantize(jnp.clip(sr, 0.0, 1.0))
   return (metrics.psnr(sr, hr, shave=scale)[0], metrics.ssim(sr, hr, shave=scale)[0])
+
+
+def score(sr, hr, scale: int, names: Sequence[str] = DEFAULT_METRICS) -> dict[str, float]:
+  """{result key: value} of the metrics `names` for one output (1, H, W, C) against its HR."""
+  sr = metrics.quantize(jnp.clip(sr, 0.0, 1.0))
+  out = {}
+  if "psnr" in names or "ssim" in names:
+    psnr, ssim = (float(v) for v in _score(sr, hr, scale))
+    out.update({k: v for k, v in (("psnr_y", psnr), ("ssim_y", ssim)) if k[:4] in names})
+  shave = (slice(None), slice(scale, -scale or None), slice(scale, -scale or None))
+  for name, net in (("lpips", "vgg"), ("lpips_alex", "alex")):
+    if name in names:
+      x, y = sr[shave], hr[shave]
+      if x.shape[-1] == 1:  # Gray benchmark images: LPIPS sees them as RGB.
+        x, y = jnp.repeat(x, 3, axis=-1), jnp.repeat(y, 3, axis=-1)
+      out[name] = float(_lpips_fn(net)(x, y)[0])
+  if "niqe" in names:
+    out["niqe"] = niqe_lib.niqe(np.asarray(sr[0]), crop_border=scale)
+  return out
 
 
 def interpolation_fn(kernel: str, scale: int) -> Callable:
@@ -60,8 +110,10 @@ def check_size(path: str, shape: Sequence[int], scale: int) -> None:
 
 def evaluate_images(sr_fn: Callable, paths: Sequence[str], scale: int, *,
                     skip_bad: bool = False, log: Callable[[str], None] | None = print,
-                    keep_outputs: bool = False) -> dict:
-  """Y-PSNR/SSIM of `sr_fn` over HR images; returns {"per_image": [...], "mean": {...}}.
+                    keep_outputs: bool = False,
+                    metric_names: Sequence[str] = DEFAULT_METRICS) -> dict:
+  """The metrics (default Y-PSNR/SSIM) of `sr_fn` over HR images; returns
+  {"per_image": [...], "mean": {...}} keyed as METRICS says.
 
   `sr_fn(lr)` takes (1, h, w, C) float32 and returns (1, h*s, w*s, C). Unreadable or too-small
   images raise jio.ImageError naming the file, or are reported and left out with `skip_bad`.
@@ -84,23 +136,34 @@ def evaluate_images(sr_fn: Callable, paths: Sequence[str], scale: int, *,
     if sr.shape != hr.shape:
       raise ValueError(f"{path}: the method returned {sr.shape} for LR {lr.shape}; expected "
                        f"{hr.shape}")
-    psnr, ssim = (float(v) for v in _score(sr, hr, scale))
+    values = score(sr, hr, scale, metric_names)
     rows.append({"image": Path(path).name, "height": int(hr.shape[1]), "width": int(hr.shape[2]),
-                 "psnr_y": psnr, "ssim_y": ssim})
+                 **values})
     if keep_outputs:
       outputs.append((np.asarray(lr[0]), np.asarray(sr[0]), np.asarray(hr[0])))
     if log:
-      log(f"  {Path(path).name:<28s} {hr.shape[1]:>5d}x{hr.shape[2]:<5d} "
-          f"{psnr:8.3f} dB  {ssim:.4f}")
+      log(f"  {Path(path).name:<28s} {hr.shape[1]:>5d}x{hr.shape[2]:<5d} {format_values(values)}")
   if not rows:
     raise jio.ImageError(f"no usable images among {len(paths)} file(s)")
-  mean = {"psnr_y": float(np.mean([r["psnr_y"] for r in rows])),
-          "ssim_y": float(np.mean([r["ssim_y"] for r in rows]))}
+  mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k in METRICS.values()}
   result = {"scale": scale, "num_images": len(rows), "mean": mean, "per_image": rows,
             "skipped": skipped}
   if keep_outputs:
     result["outputs"] = outputs
   return result
+
+
+def format_values(values: dict[str, float]) -> str:
+  """"33.673 dB  0.9299  lpips 0.1234" for a row of results."""
+  parts = []
+  for k, v in values.items():
+    if k == "psnr_y":
+      parts.append(f"{v:8.3f} dB")
+    elif k == "ssim_y":
+      parts.append(f"{v:.4f}")
+    else:
+      parts.append(f"{k} {v:.4f}")
+  return "  ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +184,8 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Write per-image and mean results to this JSON file.")
   flags.DEFINE_bool("skip_bad", False, "Warn about unreadable or too-small images instead of "
                     "failing.")
+  flags.DEFINE_string("metrics", ",".join(DEFAULT_METRICS), "Comma-separated subset of "
+                      f"{','.join(METRICS)} (see the module doc).")
   flags.DEFINE_bool("self_ensemble", False, "x8 geometric self-ensemble (trained models only).")
   flags.DEFINE_integer("tile", 0, "With --workdir: run the model on LR tiles of this size (0: whole "
                        "image); bounds device memory for large images.")
@@ -140,6 +205,10 @@ def main(argv):
     _fail("--data and --scale are required")
   if FLAGS.scale < 1:
     _fail(f"--scale must be >= 1, got {FLAGS.scale}")
+  try:
+    metric_names = parse_metrics(FLAGS.metrics)
+  except errors.UserError as e:
+    _fail(f"--{e}")
   t0 = time.perf_counter()
   try:
     paths = jio.list_images(FLAGS.data)
@@ -161,11 +230,13 @@ def main(argv):
   print(f"{name} x{FLAGS.scale} on {FLAGS.data} ({len(paths)} images), Y channel, "
         f"shave {FLAGS.scale}:")
   try:
-    result = evaluate_images(sr_fn, paths, FLAGS.scale, skip_bad=FLAGS.skip_bad)
+    result = evaluate_images(sr_fn, paths, FLAGS.scale, skip_bad=FLAGS.skip_bad,
+                             metric_names=metric_names)
   except jio.ImageError as e:
     _fail(f"{e}{'' if FLAGS.skip_bad else ' (use --skip_bad to leave such files out)'}")
-  m = result["mean"]
-  print(f"  {'mean':<28s} {'':11s} {m['psnr_y']:8.3f} dB  {m['ssim_y']:.4f}")
+  except ValueError as e:  # An image too small for a metric (LPIPS, NIQE): it says which.
+    _fail(str(e))
+  print(f"  {'mean':<28s} {'':11s} {format_values(result['mean'])}")
   elapsed = time.perf_counter() - t0
   print(f"done in {elapsed:.1f} s")
   result.update(method=name, data=str(FLAGS.data), seconds=elapsed)

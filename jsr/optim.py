@@ -6,7 +6,9 @@ The block (`config.optim` in the method configs) holds:
   weight_decay: decoupled for adamw; an L2 term added to the gradient for the others (PyTorch's
     `weight_decay`), 0 = off
   schedule: "constant" | "cosine" (to 0 at total_steps) | "step" (multiply by decay_factor every
-    decay_steps, EDSR's halving), each after a linear warmup of warmup_steps from 0
+    decay_steps, EDSR's halving) | "multistep" (multiply by decay_factor at each step in
+    `milestones`, PyTorch's MultiStepLR: ESRGAN's halvings at 50k, 100k, 200k, 300k), each after a
+    linear warmup of warmup_steps from 0
   grad_clip_norm: clip the global gradient norm first, 0 = off
 """
 
@@ -16,7 +18,7 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("adam", "adamw", "adamax", "sgd")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "multistep")
 
 
 def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -31,6 +33,14 @@ def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> 
     main = optax.constant_schedule(c.lr)
   elif c.schedule == "cosine":
     main = optax.cosine_decay_schedule(c.lr, decay_steps=max(total_steps - warmup, 1))
+  elif c.schedule == "multistep":
+    milestones = sorted(int(m) for m in c.milestones)
+    if not milestones or milestones[0] <= 0:
+      raise ValueError(f"optim.milestones must be positive steps for the multistep schedule, got "
+                       f"{tuple(c.milestones)}")
+    # Counted from the end of the warmup, like the other schedules; MultiStepLR's lr at step t
+    # is lr * factor ** (number of milestones <= t).
+    main = optax.piecewise_constant_schedule(c.lr, {m: c.decay_factor for m in milestones})
   else:
     if c.decay_steps <= 0:
       raise ValueError(f"optim.decay_steps must be > 0 for the step schedule, got {c.decay_steps}")
@@ -69,5 +79,5 @@ def default_config() -> ml_collections.ConfigDict:
   """Every key `make_optimizer` reads, with EDSR-like values; configs copy and override it."""
   return ml_collections.ConfigDict(dict(
       name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
-      schedule="constant", warmup_steps=0, decay_steps=200_000, decay_factor=0.5,
+      schedule="constant", warmup_steps=0, decay_steps=200_000, decay_factor=0.5, milestones=(),
       grad_clip_norm=0.0))

@@ -1,5 +1,5 @@
 """Evaluation during training: benchmark folders scored with the papers' protocol (jsr.evaluate),
-logged as eval/<set>_x<s>/{psnr_y, ssim_y}, and PNG grids (LR | bicubic | output | HR) for a person
+logged as eval/<set>_x<s>/{psnr_y, ssim_y, ...} (config.eval.metrics), and PNG grids (LR | bicubic | output | HR) for a person
 to look at. Also used by the zero-shot engine.
 """
 
@@ -52,32 +52,35 @@ def save_grid(path: str, lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr
   jio.save_image(path, np.concatenate(panels, axis=1))
 
 
-def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int
+def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int,
+                  metric_names=evaluate.DEFAULT_METRICS, prefix: str = ""
                   ) -> tuple[dict[str, float], dict[str, list]]:
-  """{"eval/<set>_x<s>/psnr_y": ...} and the per-set (lr, sr, hr) images."""
+  """{"eval/<set>_x<s>/<prefix><metric>": ...} and the per-set (lr, sr, hr) images."""
   scalars, outputs = {}, {}
   for name, paths in sets.items():
-    r = evaluate.evaluate_images(sr_fn, paths, scale, log=None, keep_outputs=True)
+    r = evaluate.evaluate_images(sr_fn, paths, scale, log=None, keep_outputs=True,
+                                 metric_names=metric_names)
     for k, v in r["mean"].items():
-      scalars[f"eval/{name}_x{scale}/{k}"] = v
+      scalars[f"eval/{name}_x{scale}/{prefix}{k}"] = v
     outputs[name] = [(row["image"], out) for row, out in zip(r["per_image"], r["outputs"])]
   return scalars, outputs
 
 
-def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer,
-                         step: int) -> dict[str, Any]:
-  """Bicubic scores (logged once per run start) and images (for the grids)."""
-  scalars, outputs = evaluate_sets(evaluate.interpolation_fn("bicubic", scale), sets, scale)
-  writer.write_scalars(step, {k.replace("/psnr_y", "/bicubic_psnr_y")
-                              .replace("/ssim_y", "/bicubic_ssim_y"): v
-                              for k, v in scalars.items()})
+def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer, step: int,
+                         metric_names=evaluate.DEFAULT_METRICS) -> dict[str, Any]:
+  """Bicubic scores (logged once per run start, as eval/<set>_x<s>/bicubic_<metric>) and images
+  (for the grids)."""
+  scalars, outputs = evaluate_sets(evaluate.interpolation_fn("bicubic", scale), sets, scale,
+                                   metric_names, prefix="bicubic_")
+  writer.write_scalars(step, scalars)
   return outputs
 
 
 def run_eval(sr_fn: Callable, sets: dict[str, list[str]], scale: int, writer, step: int,
-             workdir: str, bicubic: dict[str, Any]) -> dict[str, float]:
+             workdir: str, bicubic: dict[str, Any], metric_names=evaluate.DEFAULT_METRICS
+             ) -> dict[str, float]:
   """Scores of the current model (logged) and a grid per image under workdir/images/step_N."""
-  scalars, outputs = evaluate_sets(sr_fn, sets, scale)
+  scalars, outputs = evaluate_sets(sr_fn, sets, scale, metric_names)
   writer.write_scalars(step, scalars)
   if jax.process_index() == 0:
     for name, items in outputs.items():

@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 
 from jsr import checkpoints
 from jsr import data as data_lib
+from jsr import evaluate
 from jsr import inference
 from jsr import mesh as mesh_lib
 from jsr import methods
@@ -197,6 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
   mesh_lib.check_batch_size(config.data.batch_size)
   mesh = mesh_lib.make_mesh()
   eval_sets = reporting.parse_eval_sets(config.eval.sets)  # Fail on a bad path now, not later.
+  eval_metrics = evaluate.parse_metrics(config.eval.metrics)  # And on an unknown metric.
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
 
   with contextlib.ExitStack() as stack:
@@ -257,10 +259,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
       if do_eval and eval_sets:
         with report.timed("eval"):
           if bicubic is None:
-            bicubic = reporting.run_bicubic_baseline(eval_sets, config.scale, writer, step)
+            bicubic = reporting.run_bicubic_baseline(eval_sets, config.scale, writer, step,
+                                                     eval_metrics)
           variables = methods.inference_variables(method, config, state)
           reporting.run_eval(reporting.make_sr_fn(predict, mesh, variables), eval_sets,
-                             config.scale, writer, step, workdir, bicubic)
+                             config.scale, writer, step, workdir, bicubic, eval_metrics)
     writer.flush()
   return state
 

@@ -17,7 +17,7 @@ workdir/images/<set>/grids/ for scored images) and its scores and log to workdir
 written as soon as the image is done. A rerun of the same workdir skips the images already in
 results.jsonl, so an interrupted run resumes at the image it was on. When all are done, per-set
 means go to TensorBoard and workdir/metrics.jsonl as eval/<set>_x<s>/{psnr_y, ssim_y,
-bicubic_psnr_y, bicubic_ssim_y, seconds, iterations}.
+bicubic_psnr_y, bicubic_ssim_y, seconds, iterations} (and the other config.eval.metrics).
 """
 
 from __future__ import annotations
@@ -86,18 +86,20 @@ def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
     return jnp.asarray(sr)[None]
 
   s = config.scale
-  ours = evaluate.evaluate_images(sr_fn, [path], s, log=None, keep_outputs=True)
+  names = evaluate.parse_metrics(config.eval.metrics)
+  ours = evaluate.evaluate_images(sr_fn, [path], s, log=None, keep_outputs=True,
+                                  metric_names=names)
   bic = evaluate.evaluate_images(evaluate.interpolation_fn("bicubic", s), [path], s, log=None,
-                                 keep_outputs=True)
+                                 keep_outputs=True, metric_names=names)
   (lr, sr, hr), (_, bicubic, _) = ours["outputs"][0], bic["outputs"][0]
   stem = Path(path).stem
   jio.save_image(os.path.join(workdir, "images", set_name, f"{stem}.png"), sr)
   reporting.save_grid(os.path.join(workdir, "images", set_name, "grids", f"{stem}.png"),
                   lr, bicubic, sr, hr, s)
-  row = ours["per_image"][0]
-  return {"set": set_name, "image": row["image"], "psnr_y": row["psnr_y"],
-          "ssim_y": row["ssim_y"], "bicubic_psnr_y": bic["per_image"][0]["psnr_y"],
-          "bicubic_ssim_y": bic["per_image"][0]["ssim_y"], "seed": seed,
+  row, bic_row = ours["per_image"][0], bic["per_image"][0]
+  keys = [evaluate.METRICS[n] for n in names]
+  return {"set": set_name, "image": row["image"], **{k: row[k] for k in keys},
+          **{f"bicubic_{k}": bic_row[k] for k in keys}, "seed": seed,
           **_log_fields(log, workdir, set_name, stem)}
 
 
@@ -147,8 +149,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
         raise FloatingPointError(f"{path}: {e}. Results of the images before it are kept in "
                                  f"{workdir}/results.jsonl.") from e
       _append_result(workdir, row)
-      score = (f"{row['psnr_y']:.2f} dB / {row['ssim_y']:.4f} (bicubic "
-               f"{row['bicubic_psnr_y']:.2f})" if scored else "saved")
+      metric_keys = [k for k in row if f"bicubic_{k}" in row]
+      score = (", ".join(f"{k} {row[k]:.4f} (bicubic {row['bicubic_' + k]:.4f})"
+                         for k in metric_keys) if scored else "saved")
       logging.info("[%d/%d] %s/%s: %s, %s iterations, %.1f s", count, total, set_name,
                    row["image"], score, row.get("iterations", "-"), time.perf_counter() - t0)
 
@@ -157,7 +160,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
   scalars = {}
   for set_name, _, scored in jobs:
     mine = [r for r in rows if r["set"] == set_name]
-    keys = ["psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"] if scored else []
+    keys = ([k for k in mine[0] if k.startswith("bicubic_") or f"bicubic_{k}" in mine[0]]
+            if scored and mine else [])
     keys += [k for k in ("seconds", "iterations") if all(k in r for r in mine)]
     for k in keys:
       scalars[f"eval/{set_name}_x{config.scale}/{k}"] = float(np.mean([r[k] for r in mine]))

@@ -166,7 +166,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       train="samples:train", tfds_data_dir="", patch_size=16, batch_size=4, augment=True,
       backend="numpy"))
-  c.eval = ml_collections.ConfigDict(dict(sets=""))
+  c.eval = ml_collections.ConfigDict(dict(sets="", metrics="psnr,ssim"))
   c.total_steps = 4
   c.log_every_steps = 1
   c.eval_every_steps = 4

@@ -1,0 +1,205 @@
+"""The `gan` method (jsr/methods/gan.py) on configs/srgan.py and configs/esrgan.py at runlocal size.
+
+Trains through the engine (G, D, two Adam states, the frozen VGG as a step argument), resumes,
+predicts from G only, warm-starts G from a supervised SRResNet run, and checks the step's
+arithmetic against the losses computed independently here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from PIL import Image
+import pytest
+
+from jsr import checkpoints
+from jsr import inference
+from jsr import losses
+from jsr import methods
+from jsr import train
+from jsr import writers
+from jsr.methods import gan
+from jsr.models import vgg
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str):
+  spec = importlib.util.spec_from_file_location(f"{name}_config", ROOT / f"configs/{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _photo(h, w, seed):
+  """A smooth colour image with some edges (uint8)."""
+  r = np.random.default_rng(seed)
+  yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+  chans = [np.sin(2 * np.pi * (r.uniform(1, 3) * yy + r.uniform(1, 3) * xx) + r.uniform(0, 6))
+           for _ in range(3)]
+  img = 0.5 + 0.35 * np.stack(chans, -1) + 0.1 * (xx > 0.5)[..., None]
+  return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("gan")
+  (root / "train").mkdir()
+  (root / "eval").mkdir()
+  for i in range(2):
+    Image.fromarray(_photo(136, 140, i)).save(root / "train" / f"t{i}.png")
+  Image.fromarray(_photo(40, 44, 9)).save(root / "eval" / "e.png")
+  return root
+
+
+def saved_leaves(workdir: Path, step: int) -> dict[str, tuple]:
+  manager = ocp.CheckpointManager(workdir / "checkpoints",
+                                  item_handlers=ocp.PyTreeCheckpointHandler())
+  try:
+    return checkpoints.flat_shapes(manager.item_metadata(step).tree)
+  finally:
+    manager.close()
+
+
+def make(name: str, dirs: Path, arg: str = "runlocal", **overrides):
+  config = load_config(name, arg)
+  config.data.train = f"folder:{dirs / 'train'}"
+  config.data.backend = "numpy"
+  config.eval.sets = f"tiny={dirs / 'eval'}"
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def esrgan_run(dirs):
+  config = make("esrgan", dirs)
+  workdir = dirs / "esrgan"
+  state = train.train_and_evaluate(config, str(workdir))
+  return config, workdir, state
+
+
+def test_esrgan_trains_both_networks_and_logs_every_term(esrgan_run):
+  config, workdir, state = esrgan_run
+  assert int(state.step) == config.total_steps
+  rows = [r for r in writers.read_metrics(str(workdir)) if "train/loss" in r]
+  for key in ("l_pix", "l_percep", "l_g_gan", "l_d", "d_real", "d_fake", "lr_g", "lr_d",
+              "g_grad_norm", "d_grad_norm"):
+    assert all(np.isfinite(r[f"train/{key}"]) for r in rows), key
+  evals = {k for r in writers.read_metrics(str(workdir)) for k in r if k.startswith("eval/")}
+  assert {"eval/tiny_x4/psnr_y", "eval/tiny_x4/lpips", "eval/tiny_x4/bicubic_lpips"} <= evals
+  init = gan.init(config, jax.random.key(config.seed),
+                  {"image": np.zeros((2, 128, 128, 3), np.uint8)})
+  for field in ("g_params", "d_params", "g_ema"):
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(getattr(init, field)),
+                                                   jax.tree.leaves(getattr(state, field)))]
+    assert any(moved), field
+
+
+def test_predict_reads_only_the_generator(esrgan_run):
+  config, workdir, state = esrgan_run
+  _, _, variables, _ = inference.load_variables(str(workdir))
+  assert set(variables) == {"params"}  # RRDBNet has no statistics; G's EMA only.
+  assert len(jax.tree.leaves(variables)) == len(jax.tree.leaves(state.g_ema))
+  for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(state.g_ema)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  lr = jnp.full((1, 8, 8, 3), 0.5)
+  assert gan.predict(variables, lr, config).shape == (1, 32, 32, 3)
+
+
+def test_vgg_weights_are_never_checkpointed(esrgan_run):
+  config, workdir, state = esrgan_run
+  frozen = gan.load_frozen(config)
+  assert "conv1_1" in frozen["vgg"]
+  saved = saved_leaves(workdir, config.total_steps)
+  assert len(saved) == len(jax.tree.leaves(state))  # The state, and nothing else ...
+  assert {k.split("/")[0] for k in saved} == {
+      "step", "g_params", "g_ema", "g_opt", "d_params", "d_batch_stats", "d_opt"}
+  assert not [k for k in saved if "conv3_3" in k]   # ... in which no VGG layer appears,
+  size = lambda shapes: sum(int(np.prod(s)) for s in shapes)
+  assert size(saved.values()) < size(x.shape for x in jax.tree.leaves(frozen)) / 10  # nor its bulk.
+
+
+def test_srgan_warm_starts_g_from_a_supervised_srresnet_run(dirs):
+  # SRResNet-MSE (configs/srresnet.py:runlocal) -> SRGAN's G and its BatchNorm statistics.
+  sup = load_config("srresnet", "runlocal")
+  sup.data.train, sup.data.backend, sup.eval.sets = f"folder:{dirs / 'train'}", "numpy", ""
+  sup.total_steps = 2
+  sup_state = train.train_and_evaluate(sup, str(dirs / "srresnet"))
+  config = make("srgan", dirs, init_from=str(dirs / "srresnet"))
+  method = methods.load("gan")
+  fresh = method.init(config, jax.random.key(3), {"image": np.zeros((2, 128, 128, 3), np.uint8)})
+  warm = train.warm_start(fresh, method, config)
+  for got, want in zip(jax.tree.leaves(warm.g_params), jax.tree.leaves(sup_state.params)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  for got, want in zip(jax.tree.leaves(warm.g_batch_stats), jax.tree.leaves(sup_state.batch_stats)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  state = train.train_and_evaluate(config, str(dirs / "srgan"))
+  assert int(state.step) == config.total_steps
+
+
+def test_step_equals_the_losses_computed_here(dirs):
+  """One ESRGAN step's G and D losses from jsr.losses on the networks applied by hand."""
+  config = make("esrgan", dirs)
+  batch = {"image": np.stack([_photo(128, 128, 5), _photo(128, 128, 6)])}
+  state = gan.init(config, jax.random.key(0), batch)
+  frozen = gan.load_frozen(config)
+  rng = jax.random.key(1)
+  _, metrics = jax.jit(lambda s, b, f: gan.train_step(s, b, rng, config, f))(state, batch, frozen)
+
+  hr = batch["image"].astype(np.float32) / 255.0
+  lr = gan.supervised.synthesize_lr(jnp.asarray(hr), config)
+  g_net, d_net = gan.create_generator(config), gan.create_discriminator(config)
+  sr = g_net.apply({"params": state.g_params}, lr, train=True)
+  d_vars = {"params": state.d_params, "batch_stats": state.d_batch_stats}
+  apply_d = lambda x: d_net.apply(d_vars, x, train=True, mutable=["batch_stats"])[0]
+  real, fake = apply_d(jnp.asarray(hr)), apply_d(sr)
+  feats = lambda x: vgg.VGGFeatures(arch="vgg16").apply({"params": frozen["vgg"]}, x,
+                                                        taps=("relu2_2",))
+  l_pix = np.mean(np.abs(np.asarray(sr) - hr))
+  l_percep = np.mean(np.abs(np.asarray(feats(sr)["relu2_2"]) - np.asarray(feats(hr)["relu2_2"])))
+  l_gan = losses.generator_loss("vanilla", real, fake, relativistic=True)
+  np.testing.assert_allclose(float(metrics["l_pix"]), 0.01 * l_pix, rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["l_percep"]), l_percep, rtol=1e-4)
+  np.testing.assert_allclose(float(metrics["l_g_gan"]), float(l_gan), rtol=1e-4)
+  want = 0.01 * l_pix + 1.0 * l_percep + 5e-3 * float(l_gan)
+  np.testing.assert_allclose(float(metrics["loss"]), want, rtol=1e-4)
+  l_d = losses.discriminator_loss("vanilla", real, fake, relativistic=True)
+  np.testing.assert_allclose(float(metrics["l_d"]), float(l_d), rtol=1e-4)
+
+
+def test_g_waits_for_the_discriminator_warmup(dirs):
+  config = make("esrgan", dirs, d_warmup_steps=2, g_every=1)
+  batch = {"image": np.stack([_photo(128, 128, 5), _photo(128, 128, 6)])}
+  state = gan.init(config, jax.random.key(0), batch)
+  frozen = gan.load_frozen(config)
+  step = jax.jit(lambda s, b, r: gan.train_step(s, b, r, config, frozen))
+  updated = []
+  for i in range(3):
+    before = state
+    state, m = step(state, batch, jax.random.key(i))
+    same = all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before.g_params),
+                                                    jax.tree.leaves(state.g_params)))
+    updated.append((float(m["g_updated"]), not same))
+  assert updated == [(0.0, False), (0.0, False), (1.0, True)]
+
+
+def test_bad_settings_fail_before_compiling(dirs):
+  batch = {"image": np.zeros((2, 128, 128, 3), np.uint8)}
+  with pytest.raises(ValueError, match="gan.kind"):
+    gan.init(make("esrgan", dirs, **{"gan.kind": "bce"}), jax.random.key(0), batch)
+  with pytest.raises(ValueError, match="conv5_5"):
+    gan.init(make("esrgan", dirs, **{"perceptual.layers": "conv5_5:1"}), jax.random.key(0), batch)
+  with pytest.raises(ValueError, match="tap:weight"):
+    gan.init(make("esrgan", dirs, **{"perceptual.layers": "conv5_3:x"}), jax.random.key(0), batch)
