@@ -3,11 +3,14 @@ r"""Network interpolation: a new workdir whose weights are (1 - alpha) * A + alp
   python -m jsr.interpolate --a=/tmp/run_psnr --b=/tmp/run_gan --alpha=0.5 --output=/tmp/run_mix
   python -m jsr.predict --workdir=/tmp/run_mix --input=photos/ --output=/tmp/mix
 
-A and B must be runs of the same model (config.method, config.scale and config.model equal except
-the compute dtype; identical parameter tree and shapes), e.g. a PSNR-trained run and its fine-tuned
-perceptual or self-supervised sibling (ESRGAN's "network interpolation"). What is mixed is the
-method's generator fields (jsr/methods/__init__.py: params, EMA params and BatchNorm statistics
-for the supervised method; a GAN's generator, not its discriminator); of B nothing else is read.
+A and B must be runs of the same network (config.scale and config.model equal except the compute
+dtype; identical parameter tree and shapes), e.g. a PSNR-trained run and its fine-tuned perceptual
+or self-supervised sibling (ESRGAN's "network interpolation": A = RRDB-PSNR, B = ESRGAN). What is
+mixed is A's method's generator fields (jsr/methods/__init__.py: params, EMA params and BatchNorm
+statistics for the supervised method; a GAN's generator, not its discriminator). When A and B
+are runs of the same method, each field is mixed with B's same field; when the methods differ
+(a `supervised` run and its `gan` fine-tune), each field is mixed with the network B's `predict`
+uses (its inference variables: the GAN's EMA generator if kept). Of B nothing else is read.
 The new workdir holds A's config.json, one checkpoint at A's step with the mixed fields and the
 rest of A's state (optimizer states), and interpolation.json saying how it was made; jsr.predict
 and jsr.evaluate --workdir accept it. alpha outside [0, 1] extrapolates.
@@ -43,12 +46,12 @@ def define_flags() -> None:
 def _model_key(config) -> dict:
   model = config.model.to_dict() if "model" in config else {}
   model.pop("dtype", None)  # Compute precision; the stored params are float32 either way.
-  return {"method": config.method, "scale": config.scale, "model": model}
+  return {"scale": config.scale, "model": model}
 
 
 def check_compatible(a: str, config_a, b: str, config_b, fields_a: dict, fields_b: dict) -> None:
-  """ValueError naming both workdirs unless A and B are the same model (same config.method,
-  scale and model block; the same generator fields with the same trees)."""
+  """ValueError naming both workdirs unless A and B are the same network (same config.scale and
+  model block; the same generator fields with the same trees)."""
   ka, kb = _model_key(config_a), _model_key(config_b)
   for key in ka:
     if ka[key] != kb[key]:
@@ -106,7 +109,14 @@ def interpolate(a: str, b: str, alpha: float, output: str):
     raise FileExistsError(f"--output {output} exists and is not empty; give a new folder")
   config_a, method, state_a, step = inference.load_state(a)  # A's whole state continues.
   gen_a = _generator(method, config_a, state_a)
-  config_b, gen_b = _load_generator(b)
+  config_b = workdir_lib.read_config(b)
+  if config_b.method == config_a.method:
+    config_b, gen_b = _load_generator(b)
+  else:  # A PSNR run and its GAN fine-tune: B's predict network, by Flax collection.
+    config_b, _, variables_b, _ = inference.load_variables(b)
+    collections = methods.generator_fields(method, config_a)
+    gen_b = {f: variables_b[c] for f, c in collections.items()
+             if f in gen_a and c in variables_b}
   check_compatible(a, config_a, b, config_b, gen_a, gen_b)
   updates = {f: jax.tree.map(lambda x, y: mix(x, y, alpha), gen_a[f], gen_b[f]) for f in gen_a}
   state = state_a.replace(**updates)

@@ -19,6 +19,7 @@ import pytest
 
 from jsr import checkpoints
 from jsr import inference
+from jsr import interpolate
 from jsr import losses
 from jsr import methods
 from jsr import train
@@ -131,13 +132,21 @@ def test_vgg_weights_are_never_checkpointed(esrgan_run):
   assert size(saved.values()) < size(x.shape for x in jax.tree.leaves(frozen)) / 10  # nor its bulk.
 
 
-def test_srgan_warm_starts_g_from_a_supervised_srresnet_run(dirs):
-  # SRResNet-MSE (configs/srresnet.py:runlocal) -> SRGAN's G and its BatchNorm statistics.
+@pytest.fixture(scope="module")
+def srgan_runs(dirs):
+  """SRResNet-MSE (configs/srresnet.py:runlocal, supervised) and SRGAN warm-started from it."""
   sup = load_config("srresnet", "runlocal")
   sup.data.train, sup.data.backend, sup.eval.sets = f"folder:{dirs / 'train'}", "numpy", ""
   sup.total_steps = 2
   sup_state = train.train_and_evaluate(sup, str(dirs / "srresnet"))
   config = make("srgan", dirs, init_from=str(dirs / "srresnet"))
+  state = train.train_and_evaluate(config, str(dirs / "srgan"))
+  return sup_state, state, config
+
+
+def test_srgan_warm_starts_g_from_a_supervised_srresnet_run(dirs, srgan_runs):
+  sup_state, state, config = srgan_runs
+  assert int(state.step) == config.total_steps
   method = methods.load("gan")
   fresh = method.init(config, jax.random.key(3), {"image": np.zeros((2, 128, 128, 3), np.uint8)})
   warm = train.warm_start(fresh, method, config)
@@ -145,8 +154,20 @@ def test_srgan_warm_starts_g_from_a_supervised_srresnet_run(dirs):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
   for got, want in zip(jax.tree.leaves(warm.g_batch_stats), jax.tree.leaves(sup_state.batch_stats)):
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-  state = train.train_and_evaluate(config, str(dirs / "srgan"))
-  assert int(state.step) == config.total_steps
+
+
+def test_network_interpolation_of_a_psnr_run_and_its_gan_fine_tune(dirs, srgan_runs, tmp_path):
+  """ESRGAN's interpolation across methods: A = the supervised run, B = its GAN fine-tune."""
+  sup_state, gan_state, _ = srgan_runs
+  interpolate.interpolate(str(dirs / "srresnet"), str(dirs / "srgan"), 0.25, str(tmp_path / "m"))
+  _, method, variables, _ = inference.load_variables(str(tmp_path / "m"))
+  assert method.__name__ == "jsr.methods.supervised"
+  for collection, a, b in (("params", sup_state.params, gan_state.g_params),
+                           ("batch_stats", sup_state.batch_stats, gan_state.g_batch_stats)):
+    for got, x, y in zip(jax.tree.leaves(variables[collection]), jax.tree.leaves(a),
+                         jax.tree.leaves(b)):
+      np.testing.assert_allclose(np.asarray(got), 0.75 * np.asarray(x) + 0.25 * np.asarray(y),
+                                 rtol=1e-6, atol=1e-7)
 
 
 def test_step_equals_the_losses_computed_here(dirs):
