@@ -10,7 +10,8 @@ Args (comma-separated after the colon, e.g. `configs/selfsup.py:scale=4,variant=
   runlocal        shrink everything so a run finishes in seconds (tests, laptops).
 
 The default (no args) trains on the photos bundled in scikit-image and evaluates on two held-out
-ones; it finishes in about 8 minutes on a 2-core CPU (7 min 26 s measured). Point it at your own LR photos with
+ones; it finishes in about 7.5 minutes on a 2-core AVX-512 CPU (7 min 26 s measured) and about 18
+minutes on a 2-core AVX2 one (docs/selfsup.md). Point it at your own LR photos with
 `--config.data.train=folder:/path/to/photos` and at benchmarks with
 `--config.eval.sets=set5=/path/Set5,set14=/path/Set14`.
 """
@@ -92,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.eval.sets = "samples:eval"
   config.eval.metrics = "psnr,ssim"  # any of psnr,ssim,lpips,lpips_alex,niqe (jsr.evaluate)
 
-  # About 8 minutes on a 2-core CPU (7.5 steps/s); a GPU runs it in well under a minute.
+  # 7.5 minutes on a 2-core AVX-512 CPU (7.5 steps/s), ~18 on an AVX2 one; a GPU: under a minute.
   config.total_steps = 3000
   config.log_every_steps = 50
   config.eval_every_steps = 1000
