@@ -5,10 +5,23 @@ r"""Train-step throughput of jsr against the same networks in PyTorch (scripts/t
     python scripts/bench_train.py --check      # peers: equal parameter counts, outputs, losses
 
 Models: `<family>[_<variant>]_x<scale>`: edsr_baseline_x2, edsr_baseline_x4, rcan_x4 (the paper's
-variant), selfsup_x2 (variant small). EDSR/RCAN train with L1 and Adam (lr 1e-4) on float32
-(LR, HR) patch pairs; selfsup runs jsr.methods.selfsup (configs/selfsup.py: L2 + 0.01 DSSIM of the
-re-degraded output + the pair L2, Adamax with its cosine schedule) on uint8 LR patches, and its
-peer the same loss with torch.optim.Adamax (constant lr: the schedule costs nothing per step).
+variant), selfsup_x2 (variant small), srgan_x4 (SRResNet paper, with BN), esrgan_small_x4
+(RRDBNet small). EDSR/RCAN train with L1 and Adam (lr 1e-4) on float32 (LR, HR) patch pairs;
+selfsup runs jsr.methods.selfsup (configs/selfsup.py: L2 + 0.01 DSSIM of the re-degraded output +
+the pair L2, Adamax with its cosine schedule) on uint8 LR patches, and its peer the same loss with
+torch.optim.Adamax (constant lr: the schedule costs nothing per step).
+
+GAN models run jsr.methods.gan with configs/srgan.py / configs/esrgan.py (arg `vgg19`: the
+perceptual loss on VGG19 relu5_4, L2, weight 1/12.75^2, vanilla GAN 1e-3 for SRGAN; 0.01 L1 +
+VGG19 conv5_4 L1 + RaGAN 5e-3 and an EMA of G for ESRGAN; Adam 1e-4 for G and D) on uint8 HR crops
+of patch*scale px ({"image": (batch, P, P, 3)}; the VGG-style discriminator takes 128 px only, so
+--patch=32 at x4), the LR made inside the step by MATLAB bicubic (8-bit rounded per axis pass). The
+frozen VGG19 gets random He-normal weights of torchvision's shapes (ImageNet weights cannot be
+downloaded; the cost is the same), the same numpy arrays on both sides, passed to jsr's step as
+`frozen={"vgg": params}` as the engine does. The peer (torch_peers.GANTrainer) is BasicSR's
+SRGANModel/ESRGANModel step: the same bicubic LR inside the step (two matmuls + rounding), G step
+with D's requires_grad off, D step on HR and the detached SR, fused Adam for each network (on the
+CPU too: 2.3x faster than foreach there), torch.compile of the G and D losses in compile mode.
 
 The jsr side is the engine's real path: `jsr.train.make_train_step` (jax.jit with the batch
 sharded over the 1-D "data" mesh, the state replicated and donated), batches put on the devices
@@ -61,6 +74,9 @@ flags.DEFINE_integer("data_batches", 50, "Batches timed for the input pipeline."
 flags.DEFINE_float("peak_tflops", 989.0, "Peak of the GPU for MFU (dense bf16; H100 SXM 989).")
 flags.DEFINE_string("xla_flags", "", "Extra XLA_FLAGS for the jsr processes.")
 flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: torch's default).")
+flags.DEFINE_enum("torch_memory_format", "auto", ["auto", "channels_last", "contiguous"],
+                  "Peer tensors/weights layout; auto: channels_last on GPU, contiguous (NCHW) on "
+                  "the CPU.")
 flags.DEFINE_string("output", "", "Write all results to this JSON file.")
 flags.DEFINE_bool("check", False, "Check the peers against jsr (params, outputs, loss) and exit.")
 flags.DEFINE_bool("block_tf", True, "Make `import tensorflow` fail in the workers, as on the GPU "
@@ -72,14 +88,17 @@ flags.DEFINE_string("worker", "", "Internal: run one measurement (jsr | torch:MO
 # Models.
 # ------------------------------------------------------------------------------------------------
 
-DEFAULT_VARIANT = {"edsr": "baseline", "rcan": "paper", "selfsup": "small"}
+DEFAULT_VARIANT = {"edsr": "baseline", "rcan": "paper", "selfsup": "small", "srgan": "paper",
+                   "esrgan": "small"}
+# GAN families: their config module and generator (jsr.models name).
+GAN_FAMILIES = {"srgan": ("srgan", "srresnet"), "esrgan": ("esrgan", "rrdbnet")}
 
 
 def parse_model(name: str) -> tuple[str, str, int]:
   """"edsr_baseline_x2" -> ("edsr", "baseline", 2); "rcan_x4" -> ("rcan", "paper", 4)."""
   parts = name.split("_")
   if len(parts) < 2 or not parts[-1].startswith("x") or parts[0] not in DEFAULT_VARIANT:
-    raise ValueError(f"model {name!r}: expected <edsr|rcan|selfsup>[_variant]_x<scale>")
+    raise ValueError(f"model {name!r}: expected <{'|'.join(DEFAULT_VARIANT)}>[_variant]_x<scale>")
   family = parts[0]
   variant = "_".join(parts[1:-1]) or DEFAULT_VARIANT[family]
   return family, variant, int(parts[-1][1:])
@@ -90,7 +109,54 @@ def variant_kw(family: str, variant: str) -> dict:
     from jsr.models import selfsup_net
     return dict(selfsup_net.VARIANTS[variant])
   import importlib
-  return dict(importlib.import_module(f"jsr.models.{family}").VARIANTS[variant])
+  module = GAN_FAMILIES[family][1] if family in GAN_FAMILIES else family
+  return dict(importlib.import_module(f"jsr.models.{module}").VARIANTS[variant])
+
+
+def gan_config(family: str, variant: str, scale: int, dtype: str = "float32"):
+  """configs/srgan.py or configs/esrgan.py with VGG19 (the papers' network), at this variant."""
+  import importlib
+  config = importlib.import_module(f"configs.{GAN_FAMILIES[family][0]}").get_config(
+      f"scale={scale},variant={variant},vgg19")
+  config.model.dtype = dtype
+  return config
+
+
+def gan_recipe(config) -> dict:
+  """What torch_peers.GANTrainer needs of a jsr GAN config (one source for both sides)."""
+  pixel = 0.0
+  if config.pixel_loss:
+    weight, _, name = config.pixel_loss.rpartition("*")
+    if name.strip().lower() != "l1" or "," in config.pixel_loss or "+" in config.pixel_loss:
+      raise ValueError(f"the torch peer knows only 'w*L1' pixel losses, not {config.pixel_loss!r}")
+    pixel = float(weight or 1.0)
+  taps = [t.split(":")[0] for t in config.perceptual.layers.split(",")]
+  p, o = config.perceptual, config.optim_g
+  if len(taps) != 1 or p.style_weight or config.gan.kind != "vanilla" or o != config.optim_d \
+      or config.g_every != 1 or config.d_warmup_steps:
+    raise ValueError("the torch peer knows one perceptual tap, no style term, vanilla GAN, one "
+                     "optimizer config for G and D, g_every 1 and no D warm-up")
+  return dict(pixel_l1=pixel, arch=p.network, tap=taps[0], criterion=p.criterion,
+              percep_weight=p.weight, gan_weight=config.gan.weight,
+              relativistic=config.gan.relativistic, lr=o.lr, betas=(o.b1, o.b2), eps=o.eps,
+              ema=config.ema_decay)
+
+
+def random_vgg(arch: str, seed: int = 0) -> dict:
+  """VGG16/19 feature weights of torchvision's shapes, He-normal kernels (std sqrt(2 / fan_in):
+  activations keep their scale through the 16 layers, as with the ImageNet weights; plain unit
+  normals would overflow to inf) and small biases, float32 numpy in conv order. A stand-in for
+  the ImageNet weights, which cannot be downloaded here: the step costs the same."""
+  import numpy as np
+  from jsr.models import vgg
+  rng = np.random.default_rng(seed)
+  out, cin = {}, 3
+  for name, width in zip(vgg.conv_names(arch), [w for b in vgg.BLOCKS[arch] for w in b]):
+    std = np.sqrt(2.0 / (9 * cin))
+    out[name] = {"kernel": (rng.standard_normal((3, 3, cin, width)) * std).astype(np.float32),
+                 "bias": (0.01 * rng.standard_normal(width)).astype(np.float32)}
+    cin = width
+  return out
 
 
 def synthetic_batches(family: str, scale: int, batch: int, patch: int, n: int = 4, seed: int = 0):
@@ -99,6 +165,9 @@ def synthetic_batches(family: str, scale: int, batch: int, patch: int, n: int = 
   if family == "selfsup":
     return [{"image": rng.integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)}
             for _ in range(n)]
+  if family in GAN_FAMILIES:  # HR crops; the step makes the LR
+    hr = patch * scale
+    return [{"image": rng.integers(0, 256, (batch, hr, hr, 3), dtype=np.uint8)} for _ in range(n)]
   return [{"lr": rng.random((batch, patch, patch, 3), dtype=np.float32),
            "hr": rng.random((batch, patch * scale, patch * scale, 3), dtype=np.float32)}
           for _ in range(n)]
@@ -113,6 +182,9 @@ def jsr_method_and_config(family: str, variant: str, scale: int, dtype: str):
   """(method module or namespace, config) for the engine's make_train_step."""
   import types
   import ml_collections
+  if family in GAN_FAMILIES:
+    from jsr.methods import gan
+    return gan, gan_config(family, variant, scale, dtype)
   if family == "selfsup":
     from configs import selfsup as selfsup_config
     from jsr.methods import selfsup
@@ -155,6 +227,8 @@ def jsr_method_and_config(family: str, variant: str, scale: int, dtype: str):
 def jsr_forward_loss(family, method, config, state):
   """The loss forward (params, batch) -> scalar, for cost_analysis FLOPs."""
   from jsr import losses
+  if family in GAN_FAMILIES:
+    return None  # the whole step's cost is taken from its lowered HLO instead
   if family == "selfsup":
     from jsr.methods import selfsup as m
     deg = m.make_degradation(config)
@@ -197,39 +271,60 @@ def run_jsr(model_name: str) -> dict:
                          mesh_lib.replicated(mesh))
   jax.block_until_ready(state)
   out["init_s"] = time.perf_counter() - t0
-  out["params"] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
-
-  try:
-    fwd = jsr_forward_loss(family, method, config, state)
-    cost = jax.jit(fwd).lower(state.params, batches[0]).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    out["fwd_flops_xla"] = float(cost["flops"])
-  except Exception as e:  # noqa: BLE001
-    out["fwd_flops_xla_error"] = repr(e)
+  gan = family in GAN_FAMILIES
+  frozen = None
+  if gan:  # the engine's frozen argument: {"vgg": params}, replicated (train_and_evaluate)
+    frozen = jax.device_put({"vgg": random_vgg(config.perceptual.network)},
+                            mesh_lib.replicated(mesh))
+    out["params"] = int(sum(np.size(x) for x in jax.tree.leaves(state.g_params)))
+    out["params_d"] = int(sum(np.size(x) for x in jax.tree.leaves(state.d_params)))
+    out["params_vgg"] = int(sum(np.size(x) for x in jax.tree.leaves(frozen)))
+  else:
+    out["params"] = int(sum(np.size(x) for x in jax.tree.leaves(state.params)))
+    try:
+      fwd = jsr_forward_loss(family, method, config, state)
+      cost = jax.jit(fwd).lower(state.params, batches[0]).compile().cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      out["fwd_flops_xla"] = float(cost["flops"])
+    except Exception as e:  # noqa: BLE001
+      out["fwd_flops_xla_error"] = repr(e)
 
   if FLAGS.mode in ("train", "both"):
     step = engine.make_train_step(method, config, mesh, jax.random.key(1))
+    if gan:
+      try:  # XLA's count for the whole step (unoptimised HLO; lowering does not compile)
+        cost = step.lower(state, shard(batches[0]), frozen).cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        out["step_flops_xla"] = float(cost["flops"])
+      except Exception as e:  # noqa: BLE001
+        out["step_flops_xla_error"] = repr(e)
     t0 = time.perf_counter()
-    state, metrics, _ = step(state, shard(batches[0]), None)
+    state, metrics, _ = step(state, shard(batches[0]), frozen)
     jax.block_until_ready(metrics)
     first = time.perf_counter() - t0
     for i in range(1, FLAGS.warmup):
-      state, metrics, _ = step(state, shard(batches[i % len(batches)]), None)
+      state, metrics, _ = step(state, shard(batches[i % len(batches)]), frozen)
     jax.block_until_ready((state, metrics))
     t0 = time.perf_counter()
     for i in range(FLAGS.steps):
-      state, metrics, _ = step(state, shard(batches[i % len(batches)]), None)
+      state, metrics, _ = step(state, shard(batches[i % len(batches)]), frozen)
     jax.block_until_ready((state, metrics))
     dt = (time.perf_counter() - t0) / FLAGS.steps
     out["train"] = {"step_s": dt, "patches_per_s": FLAGS.batch / dt, "first_step_s": first,
                     "compile_s": max(first - dt, 0.0), "loss": float(metrics["loss"])}
+    if gan:
+      out["train"]["metrics"] = {k: float(np.mean(v)) for k, v in jax.device_get(metrics).items()}
 
   if FLAGS.mode in ("infer", "both"):
     ib, ip = FLAGS.infer_batch or FLAGS.batch, FLAGS.infer_patch or FLAGS.patch
     lr = np.random.default_rng(1).random((ib, ip, ip, 3), dtype=np.float32)
     predict = engine.make_predict(method, config, mesh)
     x = jax.device_put(lr, mesh_lib.replicated(mesh))
-    variables = {"params": state.params}
+    if gan:  # G (and its BatchNorm statistics), as jsr.predict restores it
+      variables = {k: getattr(state, f) for k, f in method.inference_fields(config).items()
+                   if getattr(state, f) is not None}
+    else:
+      variables = {"params": state.params}
     t0 = time.perf_counter()
     jax.block_until_ready(predict(variables, x))
     first = time.perf_counter() - t0
@@ -265,7 +360,9 @@ def run_torch(model_name: str, tmode: str) -> dict:
     torch.set_num_threads(FLAGS.torch_threads)
   if cuda:
     torch.backends.cudnn.benchmark = True
-  fmt = torch.channels_last if cuda else torch.contiguous_format
+  channels_last = (FLAGS.torch_memory_format == "channels_last"
+                   or (FLAGS.torch_memory_format == "auto" and cuda))
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
   torch.manual_seed(0)
   net = torch_peers.build(family, variant_kw(family, variant), scale, FLAGS.patch)
   net = net.to(device, memory_format=fmt)
@@ -273,10 +370,26 @@ def run_torch(model_name: str, tmode: str) -> dict:
   out = {"side": "torch", "mode": tmode, "platform": device.type,
          "device_kind": torch.cuda.get_device_name() if cuda else platform.processor(),
          "torch": torch.__version__, "threads": torch.get_num_threads(),
+         "memory_format": "channels_last" if channels_last else "contiguous",
          "rss_after_imports": rss_imports,
          "params": torch_peers.count_params(net)}
+  gan = family in GAN_FAMILIES
 
-  if family == "selfsup":
+  if gan:
+    from jsr.models import discriminators
+    config = gan_config(family, variant, scale, FLAGS.dtype)
+    recipe = gan_recipe(config)
+    d_kw = discriminators.VARIANTS[config.discriminator.kind][config.discriminator.variant]
+    d = torch_peers.VGGStyleDiscriminator(**d_kw).to(device, memory_format=fmt)
+    vgg = torch_peers.VGGFeatures(recipe["arch"], recipe["tap"])
+    n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in vgg.modules())
+    torch_peers.load_flax_params(vgg, dict(list(random_vgg(recipe["arch"]).items())[:n_convs]))
+    vgg = vgg.to(device, memory_format=fmt)
+    trainer = torch_peers.GANTrainer(net, d, vgg, recipe, FLAGS.patch * scale, scale,
+                                     compile=tmode == "compile", fused=True)
+    out.update(params_d=torch_peers.count_params(d),
+               params_vgg=torch_peers.vgg_param_count(recipe["arch"]), optimizer="Adam fused")
+  elif family == "selfsup":
     crit = torch_peers.SelfSupLoss(scale, FLAGS.patch).to(device)
     loss_fn = lambda lr, hr: crit(net, lr)
     opt = torch.optim.Adamax(net.parameters(), lr=1e-3, foreach=True)
@@ -284,7 +397,8 @@ def run_torch(model_name: str, tmode: str) -> dict:
     loss_fn = lambda lr, hr: F.l1_loss(net(lr), hr)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, **({"fused": True} if cuda else
                                                         {"foreach": True}))
-  fwd = torch.compile(loss_fn) if tmode == "compile" else loss_fn
+  if not gan:  # (the GAN trainer compiles its own G and D losses)
+    fwd = torch.compile(loss_fn) if tmode == "compile" else loss_fn
   autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
   def to_dev(b):
@@ -297,6 +411,9 @@ def run_torch(model_name: str, tmode: str) -> dict:
 
   def step(b):
     lr, hr = to_dev(b)
+    if gan:
+      with autocast():
+        return trainer.step(lr)["loss"]
     opt.zero_grad(set_to_none=True)
     with autocast():
       loss = fwd(lr, hr)
@@ -307,7 +424,12 @@ def run_torch(model_name: str, tmode: str) -> dict:
   sync = torch.cuda.synchronize if cuda else (lambda: None)
   batches = synthetic_batches(family, scale, FLAGS.batch, FLAGS.patch)
   lr0, hr0 = to_dev(batches[0])
-  out["fwd_flops_conv"] = torch_peers.conv_flops(net, lr0)
+  if gan:  # every forward of the step, and the step (backwards 1x or 2x their forward)
+    hr = lr0  # to_dev's first output is the uint8 "image" as float: the HR crop here
+    out["fwd_flops_conv"], out["train_flops_per_step"] = torch_peers.gan_flops(
+        net, d, vgg, trainer.down(hr), hr, recipe["relativistic"])
+  else:
+    out["fwd_flops_conv"] = torch_peers.conv_flops(net, lr0)
   if family == "selfsup":  # the loss runs the net twice: on y and on the pair term's D(y)
     with torch.no_grad():
       out["fwd_flops_conv"] += torch_peers.conv_flops(net, crit.down_lr(lr0))
@@ -316,6 +438,8 @@ def run_torch(model_name: str, tmode: str) -> dict:
 
   if FLAGS.mode in ("train", "both"):
     net.train()
+    if gan:
+      d.train()
     t0 = time.perf_counter()
     loss = step(batches[0])
     sync()
@@ -330,6 +454,10 @@ def run_torch(model_name: str, tmode: str) -> dict:
     dt = (time.perf_counter() - t0) / FLAGS.steps
     out["train"] = {"step_s": dt, "patches_per_s": FLAGS.batch / dt, "first_step_s": first,
                     "compile_s": max(first - dt, 0.0), "loss": float(loss)}
+    if gan:
+      with torch.no_grad():
+        out["train"]["metrics"] = {k: float(v) for k, v in trainer.step(
+            to_dev(batches[0])[0], update=False).items()}
 
   if FLAGS.mode in ("infer", "both"):
     import numpy as np
@@ -383,7 +511,8 @@ def run_data(model_name: str) -> dict:
 
 def _worker_argv(worker: str, model: str) -> list[str]:
   keep = ["batch", "patch", "steps", "warmup", "dtype", "mode", "infer_batch", "infer_patch",
-          "data", "data_backend", "data_batches", "torch_threads", "block_tf"]
+          "data", "data_backend", "data_batches", "torch_threads", "torch_memory_format",
+          "block_tf"]
   argv = [sys.executable, os.path.abspath(__file__), f"--worker={worker}", f"--models={model}"]
   return argv + [f"--{k}={FLAGS[k].value}" for k in keep]
 
@@ -405,14 +534,18 @@ def spawn(worker: str, model: str) -> dict:
 
 
 def machine() -> dict:
-  cpu = ""
+  cpu, simd = "", []
   try:
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
-                if l.startswith("model name")), "")
+    lines = open("/proc/cpuinfo").read().splitlines()
+    cpu = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "")
+    flags_line = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
+    # The vector units XLA's and oneDNN's kernels pick from.
+    simd = sorted(f for f in flags_line if f.startswith(("avx", "fma", "amx", "f16c")))
   except OSError:
     pass
-  return {"host": platform.node(), "cpu": cpu, "cpu_count": os.cpu_count(),
-          "python": platform.python_version(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  return {"host": platform.node(), "cpu": cpu, "cpu_flags": " ".join(simd),
+          "cpu_count": os.cpu_count(), "python": platform.python_version(),
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def _fmt(v, spec=".1f"):
@@ -453,8 +586,9 @@ def add_flops(results: list[dict]) -> None:
     fwd = (peer or {}).get("fwd_flops_conv") or r.get("fwd_flops_xla")
     if not fwd:
       continue
-    r["train_flops_per_step"] = 3 * fwd
-    r["train_tflops"] = 3 * fwd / r["train"]["step_s"] / 1e12
+    # GAN steps: the peer's own count (backwards of 1x or 2x their forward), not 3x the forwards.
+    r["train_flops_per_step"] = (peer or {}).get("train_flops_per_step") or 3 * fwd
+    r["train_tflops"] = r["train_flops_per_step"] / r["train"]["step_s"] / 1e12
     if r.get("platform") in ("gpu", "cuda"):
       r["mfu"] = r["train_tflops"] / FLAGS.peak_tflops
 
@@ -518,9 +652,15 @@ def check() -> None:
 
   torch.manual_seed(0)
   failures = []
-  for name in ["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4", "rcan_x4",
-               "selfsup_x2", "selfsup_base_x4"]:
+  names = (FLAGS.models if FLAGS["models"].present else
+           ["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4", "rcan_x4", "selfsup_x2",
+            "selfsup_base_x4", "srgan_x4", "esrgan_small_x4"])
+  for name in names:
     family, variant, scale = parse_model(name)
+    if family in GAN_FAMILIES:
+      if not check_gan(name):
+        failures.append(name)
+      continue
     kw = variant_kw(family, variant)
     patch = 12
     make = lambda **o: (selfsup_net.Model(variant=variant, scale=scale, **o) if family == "selfsup"
@@ -548,6 +688,11 @@ def check() -> None:
     if not ok:
       failures.append(name)
 
+  if not any(parse_model(n)[0] == "selfsup" for n in names):
+    if failures:
+      raise SystemExit(f"peer check failed: {failures}")
+    print("all peers match")
+    return
   # The selfsup loss: jsr.methods.selfsup.loss_terms vs torch_peers.SelfSupLoss, same weights.
   from configs import selfsup as selfsup_config
   from jsr.methods import selfsup
@@ -574,6 +719,59 @@ def check() -> None:
   if failures:
     raise SystemExit(f"peer check failed: {failures}")
   print("all peers match")
+
+
+def check_gan(name: str, batch: int = 2) -> bool:
+  """The GAN peer: equal parameter counts (G, D, VGG), the same LR, and the same first-step losses
+  (jsr's train_step metrics vs GANTrainer.step(update=False)) from the same weights."""
+  import jax
+  import numpy as np
+  import torch
+  import torch_peers
+  from jsr.methods import gan, supervised
+  from jsr.models import discriminators
+
+  family, variant, scale = parse_model(name)
+  config = gan_config(family, variant, scale)
+  recipe = gan_recipe(config)
+  hr_size = config.data.patch_size
+  images = np.random.default_rng(4).integers(0, 256, (batch, hr_size, hr_size, 3), np.uint8)
+  state = gan.init(config, jax.random.key(0), {"image": images})  # op by op: creation order
+  frozen = {"vgg": random_vgg(recipe["arch"])}
+  g = torch_peers.build(family, variant_kw(family, variant), scale, hr_size // scale)
+  d = torch_peers.VGGStyleDiscriminator(
+      **discriminators.VARIANTS[config.discriminator.kind][config.discriminator.variant])
+  vgg = torch_peers.VGGFeatures(recipe["arch"], recipe["tap"])
+  count = lambda tree: int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+  counts = [(count(state.g_params), torch_peers.count_params(g)),
+            (count(state.d_params), torch_peers.count_params(d)),
+            (count(frozen), torch_peers.vgg_param_count(recipe["arch"]))]
+  ok = all(a == b for a, b in counts)
+  print(f"{name:18s} params jsr/torch G {counts[0][0]:,d}/{counts[0][1]:,d}  D {counts[1][0]:,d}/"
+        f"{counts[1][1]:,d}  {recipe['arch']} {counts[2][0]:,d}/{counts[2][1]:,d}  "
+        f"{'ok' if ok else 'FAIL'}")
+
+  torch_peers.load_flax_tree(g, state.g_params)
+  torch_peers.load_flax_tree(d, state.d_params)
+  n_convs = sum(isinstance(m, torch.nn.Conv2d) for m in vgg.modules())
+  torch_peers.load_flax_params(vgg, dict(list(frozen["vgg"].items())[:n_convs]))
+  trainer = torch_peers.GANTrainer(g, d, vgg, recipe, hr_size, scale)
+  hr = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+  lr_jsr = np.asarray(supervised.synthesize_lr(supervised._to_float(images), config))  # pylint: disable=protected-access
+  lr_err = float(np.max(np.abs(lr_jsr - trainer.down(hr).permute(0, 2, 3, 1).numpy())))
+  ok &= lr_err < 1e-6
+  print(f"{'':18s} bicubic LR {lr_jsr.shape} max abs diff {lr_err:.1e}")
+
+  step = jax.jit(lambda st, b, fr: gan.train_step(st, b, jax.random.key(1), config, fr))
+  _, m_jsr = step(state, {"image": images}, frozen)
+  g.train(), d.train()
+  m_torch = {k: float(v) for k, v in trainer.step(hr, update=False).items()}
+  for k, b in m_torch.items():
+    a = float(m_jsr[k])
+    good = abs(a - b) <= 1e-5 + 1e-3 * abs(a)
+    ok &= good
+    print(f"{'':18s} {k:9s} jsr {a:+.6e} torch {b:+.6e}  {'ok' if good else 'FAIL'}")
+  return ok
 
 
 def main(argv):

@@ -94,7 +94,7 @@ def runs(tmp_path_factory):
 
 
 def test_perception_distortion_curve(runs, tmp_path):
-  pytest.importorskip("matplotlib", reason="the bench extra: pip install -e '.[bench]'")
+  pytest.importorskip("matplotlib", reason="in the test extra: pip install -e '.[test]'")
   out_json, out_png = tmp_path / "pd.json", tmp_path / "pd.png"
   # b.png is too small for NIQE. Endpoints through jsr.interpolate too: checked below.
   result = run_flags(pd, [
@@ -138,7 +138,7 @@ def test_perception_distortion_curve(runs, tmp_path):
 
 
 def test_perception_distortion_niqe_panel(runs, tmp_path):
-  pytest.importorskip("matplotlib", reason="the bench extra: pip install -e '.[bench]'")
+  pytest.importorskip("matplotlib", reason="in the test extra: pip install -e '.[test]'")
   # The default: alpha 1 is the GAN run itself, not interpolated. One alpha keeps LPIPS cheap.
   out_json, out_png = tmp_path / "pd.json", tmp_path / "pd.png"
   run_flags(pd, [
