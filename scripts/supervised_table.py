@@ -88,7 +88,11 @@ def run(cmd: list[str], deadline: float | None = None) -> None:
   """Runs `cmd` from the repository root; with a deadline, interrupts it then (like Ctrl-C, so
   an in-flight checkpoint is finished)."""
   print(" ".join(cmd), flush=True)
-  proc = subprocess.Popen(cmd, cwd=ROOT)
+  # SIGINT back to its default in the child: a shell starts background jobs (`... &`, nohup) with
+  # SIGINT ignored, and Python then never raises KeyboardInterrupt, so the deadline's interrupt
+  # would be ignored and the run would go on past its budget.
+  proc = subprocess.Popen(cmd, cwd=ROOT,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     while proc.poll() is None:
       if deadline is not None and time.time() > deadline:
