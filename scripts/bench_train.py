@@ -3,6 +3,9 @@ r"""Train-step throughput of jsr against the same networks in PyTorch (scripts/t
     python scripts/bench_train.py --models=edsr_baseline_x2,rcan_x4,selfsup_x2 --batch=16 \
         --patch=48 --steps=20 --dtype=float32 --torch_modes=eager,compile --output=out/bench.json
     python scripts/bench_train.py --check      # peers: equal parameter counts, outputs, losses
+    python scripts/bench_train.py --check --models=srgan_x4   # only these (GAN: ~2 min each)
+    python scripts/bench_train.py --models=srgan_x4 --batch=16 --patch=32 --steps=5 --warmup=2 \
+        --output=docs/runs/bench_gan_cpu.json   # HR crops of 128 px: the VGG-style D's size
 
 Models: `<family>[_<variant>]_x<scale>`: edsr_baseline_x2, edsr_baseline_x4, rcan_x4 (the paper's
 variant), selfsup_x2 (variant small), srgan_x4 (SRResNet paper, with BN), esrgan_small_x4
@@ -361,7 +364,8 @@ def run_torch(model_name: str, tmode: str) -> dict:
     torch.set_num_threads(FLAGS.torch_threads)
   if cuda:
     torch.backends.cudnn.benchmark = True
-  # The GAN step on the CPU: channels_last 57.5 s/step vs NCHW 62.2 (srgan_x4, batch 16, eager).
+  # The GAN step on the CPU: channels_last 57.5 s/step vs NCHW 62.2 (srgan_x4, batch 16, eager,
+  # 2-core AVX2 EPYC shared with another job).
   channels_last = (FLAGS.torch_memory_format == "channels_last"
                    or (FLAGS.torch_memory_format == "auto"
                        and (cuda or family in GAN_FAMILIES)))
