@@ -16,11 +16,9 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 
-from jsr import checkpoints
 from jsr import inference
 from jsr import interpolate
 from jsr import losses
@@ -29,6 +27,8 @@ from jsr import train
 from jsr import writers
 from jsr.methods import gan
 from jsr.models import vgg
+
+from test_engine import saved_leaves  # pylint: disable=g-bad-import-order  (tests/ on sys.path)
 
 jax.config.update("jax_disable_most_optimizations", True)
 
@@ -61,15 +61,6 @@ def dirs(tmp_path_factory):
     Image.fromarray(_photo(136, 140, i)).save(root / "train" / f"t{i}.png")
   Image.fromarray(_photo(40, 44, 9)).save(root / "eval" / "e.png")
   return root
-
-
-def saved_leaves(workdir: Path, step: int) -> dict[str, tuple]:
-  manager = ocp.CheckpointManager(workdir / "checkpoints",
-                                  item_handlers=ocp.PyTreeCheckpointHandler())
-  try:
-    return checkpoints.flat_shapes(manager.item_metadata(step).tree)
-  finally:
-    manager.close()
 
 
 def make(name: str, dirs: Path, arg: str = "runlocal", **overrides):
