@@ -225,6 +225,31 @@ def test_bad_settings_fail_before_compiling(dirs):
     gan.init(make("esrgan", dirs, **{"perceptual.layers": "conv5_3:x"}), jax.random.key(0), batch)
 
 
+def test_srgan_recipes_carry_the_published_settings():
+  """recipe=paper: Ledig et al. (VGG54 MSE / 12.75^2, 1e-3 GAN, no pixel term, 1e-4 -> 1e-5 at
+  1e5 of 2e5); recipe=basicsr: BasicSR's train_SRGAN_x4.yml (1e-2 L1, conv5_4 L1 1.0, vanilla GAN
+  5e-3, halvings at 50k/100k/200k/300k of 400k). VGG16's last conv stands in without VGG19."""
+  paper = load_config("srgan", "recipe=paper,vgg19")
+  assert (paper.pixel_loss, paper.perceptual.layers, paper.perceptual.criterion) == (
+      "", "relu5_4:1", "l2")
+  np.testing.assert_allclose(paper.perceptual.weight, 1 / 162.5625)
+  assert (paper.gan.kind, paper.gan.relativistic, paper.gan.weight) == ("vanilla", False, 1e-3)
+  assert (paper.total_steps, paper.optim_g.decay_steps, paper.optim_g.decay_factor) == (
+      200_000, 100_000, 0.1)
+  basicsr = load_config("srgan", "recipe=basicsr")
+  assert (basicsr.pixel_loss, basicsr.perceptual.network, basicsr.perceptual.layers) == (
+      "0.01*L1", "vgg16", "conv5_3:1")
+  assert (basicsr.perceptual.criterion, basicsr.perceptual.weight) == ("l1", 1.0)
+  assert (basicsr.gan.kind, basicsr.gan.relativistic, basicsr.gan.weight) == (
+      "vanilla", False, 5e-3)
+  for o in (basicsr.optim_g, basicsr.optim_d):
+    assert (o.lr, o.b2, tuple(o.milestones), o.decay_factor) == (
+        1e-4, 0.999, (50_000, 100_000, 200_000, 300_000), 0.5)
+  assert load_config("srgan", "recipe=basicsr,vgg19").perceptual.layers == "conv5_4:1"
+  with pytest.raises(ValueError, match="recipe='esrgan'"):
+    load_config("srgan", "recipe=esrgan")
+
+
 def test_two_devices_train_as_one(dirs, tmp_path):
   """The GAN step over a 2-device data mesh (one row of the batch each; D's BatchNorm statistics
   and RaGAN's means over the global batch, as jit's semantics are global) equals one device."""
