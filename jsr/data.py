@@ -16,8 +16,19 @@ Sources (`config.data.train`, comma-separated, a bare path counts as a folder):
   folder:DIR           image files under DIR, recursively (jsr.io.list_images)
   samples[:train]      scikit-image's bundled photos (the `train` split leaves `eval` out)
   tfds:NAME[/CONFIG]   the `image` (or `hr`) feature of a TFDS train split, from data.tfds_data_dir
+  pairs:LR_DIR,HR_DIR  given LR/HR pairs (images or .npy arrays, jsr.io.load_array), matched by
+                       name (jsr.io.pair_key: `0001x4.png` <-> `0001.png`, `_LR`/`_HR`); HR is
+                       config.scale x LR (modcropped), or the LR was upsampled to the HR size
+  records:DIR          a set prepared by `python -m jsr.prepare` (jsr.records), read by random
+                       access: nothing is held in memory, each host reads only its own rows
 
-Batches are dicts {"image": uint8 (B_local, P, P, 3)} with P = data.patch_size.
+The first three mix freely; pairs mix with pairs of the same size ratio; a prepared set is used
+alone (prepare several folders into one). Photos and pairs are decoded once into memory on every
+host -- the default for the small sets of the papers; beyond a few GB, prepare the set.
+
+Batches are dicts {"image": uint8 (B_local, P, P, 3)} with P = data.patch_size (the HR crop),
+plus {"lr": uint8 (B_local, P/r, P/r, 3)} for pairs, cut at the same place (HR corner = r x the
+LR corner) and flipped/rotated alike; r is the pairs' size ratio (config.scale, or 1).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import numpy as np
 
 from jsr import errors
 from jsr import io as jio
+from jsr import records as records_lib
 
 
 # ------------------------------------------------------------------------------------------------
@@ -44,15 +56,22 @@ from jsr import io as jio
 
 
 def _parse_source(source: str) -> list[tuple[str, str]]:
-  """"folder:/a,/b,samples:train" -> [("folder", "/a"), ("folder", "/b"), ("samples", "train")]."""
+  """"folder:/a,/b,samples:train,pairs:/lr,/hr" -> [("folder", "/a"), ("folder", "/b"),
+  ("samples", "train"), ("pairs", ("/lr", "/hr"))]."""
   items = []
-  for part in (p.strip() for p in source.split(",")):
+  parts = iter(p.strip() for p in source.split(","))
+  for part in parts:
     if not part:
       continue
     kind, sep, arg = part.partition(":")
     if kind == "samples":
       items.append(("samples", arg or "train"))
-    elif sep and kind in ("folder", "tfds"):
+    elif sep and kind == "pairs":
+      hr = next(parts, "").strip()
+      if not arg or not hr:
+        raise errors.UserError(f"data.train {source!r}: a pairs source is pairs:LR_DIR,HR_DIR")
+      items.append(("pairs", (arg, hr)))
+    elif sep and kind in ("folder", "tfds", "records"):
       items.append((kind, arg))
     else:
       items.append(("folder", part))
@@ -102,6 +121,9 @@ def load_images(source: str, patch_size: int, tfds_data_dir: str | None = None,
   """
   files, loaded = [], []
   for kind, arg in _parse_source(source):
+    if kind in ("pairs", "records"):
+      raise errors.UserError(f"data.train {source!r}: {kind}: sources are read by load_train_set "
+                             "(they are not a list of photos)")
     if kind == "folder":
       try:
         files += jio.list_images(arg)
@@ -130,6 +152,59 @@ def load_images(source: str, patch_size: int, tfds_data_dir: str | None = None,
   return images, names
 
 
+def _load_pair(lr_path: str, hr_path: str, scale: int) -> tuple[np.ndarray, np.ndarray, int] | str:
+  """(LR, HR modcropped to ratio x LR, ratio) as RGB uint8, or why the pair cannot be used."""
+  try:
+    lr = _to_rgb_uint8(jio.load_image(lr_path).image)
+    hr = _to_rgb_uint8(jio.load_image(hr_path).image)
+    ratio = jio.check_pair_size(lr_path, hr_path, lr.shape, hr.shape, scale)
+  except jio.ImageError as e:
+    return str(e)
+  return lr, np.ascontiguousarray(hr[:ratio * lr.shape[0], :ratio * lr.shape[1]]), ratio
+
+
+def load_pairs(lr_dir: str, hr_dir: str, scale: int, patch_size: int, num_threads: int = 8
+               ) -> tuple[list[np.ndarray], list[np.ndarray], int, list[str]]:
+  """Decode the LR/HR pairs of two folders: (LR images, HR images, ratio, HR names).
+
+  Unmatched files stop with an error naming them (a silently dropped half of a pair would
+  change what the run trains on); unreadable pairs, pairs whose sizes do not fit `scale` and pairs
+  smaller than the crop are skipped with a warning naming both files.
+  """
+  try:
+    lr_paths = jio.list_images(lr_dir, arrays=True)
+    hr_paths = jio.list_images(hr_dir, arrays=True)
+    matched = jio.match_pairs(lr_paths, hr_paths, lr_dir, hr_dir)
+  except FileNotFoundError as e:
+    raise errors.UserError(f"data.train pairs:{lr_dir},{hr_dir}: {e}") from e
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    loaded = list(pool.map(lambda lh: _load_pair(*lh, scale), matched))
+  lrs, hrs, ratios, names = [], [], set(), []
+  for (lr_path, hr_path), item in zip(matched, loaded):
+    if isinstance(item, str):
+      logging.warning("Skipping training pair %s", item)
+      continue
+    lr, hr, ratio = item
+    if patch_size % ratio:
+      raise errors.UserError(f"data.patch_size={patch_size} (the HR crop) must be divisible by the "
+                             f"pairs' scale {ratio} ({lr_path} -> {hr_path})")
+    if min(lr.shape[:2]) < patch_size // ratio:
+      logging.warning("Skipping training pair %s -> %s: LR %dx%d is smaller than the %d-pixel "
+                      "LR crop", lr_path, hr_path, lr.shape[0], lr.shape[1], patch_size // ratio)
+      continue
+    lrs.append(lr)
+    hrs.append(hr)
+    ratios.add(ratio)
+    names.append(hr_path)
+  if len(ratios) > 1:
+    raise errors.UserError(f"data.train pairs:{lr_dir},{hr_dir}: some pairs are x{scale} and some "
+                           "are equal-size (pre-upsampled); use one kind per run")
+  if not hrs:
+    raise errors.UserError(f"data.train pairs:{lr_dir},{hr_dir}: no usable pairs among "
+                           f"{len(matched)} (see warnings above)")
+  return lrs, hrs, ratios.pop(), names
+
+
 # ------------------------------------------------------------------------------------------------
 # Patches: a pure function of (seed, step).
 # ------------------------------------------------------------------------------------------------
@@ -145,6 +220,14 @@ class Pool:
   heights: np.ndarray  # (N,) int64
   widths: np.ndarray   # (N,) int64
 
+  def crops(self, idx: np.ndarray, y: np.ndarray, x: np.ndarray, patch: int) -> np.ndarray:
+    """(B, patch, patch) uint32 RGBX: the windows at (y, x) of images idx."""
+    w = self.widths[idx]
+    r = np.arange(patch, dtype=np.int64)
+    # Flat index of pixel (y + i, x + j) of image idx.
+    pix = (self.offsets[idx] + y * w + x)[:, None, None] + r[None, :, None] * w[:, None, None] + r
+    return self.flat[pix]
+
 
 def make_pool(images: list[np.ndarray]) -> Pool:
   pixels = np.array([im.shape[0] * im.shape[1] for im in images], np.int64)
@@ -157,46 +240,126 @@ def make_pool(images: list[np.ndarray]) -> Pool:
               np.array([im.shape[1] for im in images], np.int64))
 
 
-def make_batch(pool: Pool, seed: int, step: int, global_batch: int, patch: int, augment: bool,
-               rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
-  """Rows `rows` (a slice or row indices) of global batch `step`: {"image": (B_local, P, P, 3) uint8}."""
+@dataclasses.dataclass
+class TrainSet:
+  """What batches are cut from: HR images (an in-memory Pool or prepared records) and, for pairs,
+  their LR images, item for item. Crops are placed on the LR grid (`heights`, `widths`: the LR
+  sizes; the HR sizes when unpaired) and scaled by `ratio` for the HR side."""
+  hr: Pool | records_lib.Shards
+  lr: Pool | records_lib.Shards | None = None
+  ratio: int = 1
+  names: list[str] = dataclasses.field(default_factory=list)
+
+  def __post_init__(self):
+    grid = self.lr if self.lr is not None else self.hr
+    if isinstance(grid, Pool):
+      self.heights, self.widths = grid.heights, grid.widths
+    else:
+      n = len(grid)
+      self.heights = self.widths = np.full(n, grid.size, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.heights)
+
+
+def _augment(a: np.ndarray, ops: np.ndarray) -> np.ndarray:
+  """The 8 symmetries of the square on axes 1, 2: bit 0 flips left-right, bit 1 up-down, bit 2
+  transposes."""
+  for bit, fn in ((1, lambda t: t[:, :, ::-1]), (2, lambda t: t[:, ::-1, :]),
+                  (4, lambda t: np.swapaxes(t, 1, 2))):
+    sel = (ops & bit) > 0
+    a[sel] = fn(a[sel])
+  return a
+
+
+def _rgb(a: np.ndarray) -> np.ndarray:
+  if a.dtype == np.uint32:  # Pool crops: RGBX pixels.
+    a = a.view(np.uint8).reshape(a.shape + (4,))[..., :3]
+  return np.ascontiguousarray(a)
+
+
+def make_batch(train_set: TrainSet | Pool, seed: int, step: int, global_batch: int, patch: int,
+               augment: bool, rows: slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
+  """Rows `rows` (a slice or row indices) of global batch `step`: {"image": (B_local, P, P, 3)
+  uint8} (+ "lr" for pairs). Only these rows are read: a host of a prepared set reads its own."""
+  ts = train_set if isinstance(train_set, TrainSet) else TrainSet(train_set)
+  if patch % ts.ratio:
+    raise errors.UserError(f"data.patch_size={patch} (the HR crop) must be divisible by the "
+                           f"pairs' scale {ts.ratio}")
+  p = patch // ts.ratio
   rng = np.random.default_rng([seed, step])  # Its own stream per (seed, step): no shared state.
   # Draw for the whole global batch, then keep this host's rows: hosts agree on the batch.
-  idx = rng.integers(0, len(pool.offsets), global_batch)[rows]
+  idx = rng.integers(0, len(ts), global_batch)[rows]
   u = rng.random((global_batch, 2))[rows]
   ops = rng.integers(0, 8, global_batch)[rows]
-  h, w = pool.heights[idx], pool.widths[idx]
-  y = np.floor(u[:, 0] * (h - patch + 1)).astype(np.int64)
-  x = np.floor(u[:, 1] * (w - patch + 1)).astype(np.int64)
-  r = np.arange(patch, dtype=np.int64)
-  # Flat index of pixel (y + i, x + j) of image idx.
-  pix = (pool.offsets[idx] + y * w + x)[:, None, None] + r[None, :, None] * w[:, None, None] + r
-  out = pool.flat[pix]                                                   # (B, P, P) uint32
+  h, w = ts.heights[idx], ts.widths[idx]
+  y = np.floor(u[:, 0] * (h - p + 1)).astype(np.int64)
+  x = np.floor(u[:, 1] * (w - p + 1)).astype(np.int64)
+  out = {"image": ts.hr.crops(idx, y * ts.ratio, x * ts.ratio, patch)}
+  if ts.lr is not None:
+    out["lr"] = ts.lr.crops(idx, y, x, p)
   if augment:
-    # The 8 symmetries of the square: bit 0 flips left-right, bit 1 up-down, bit 2 transposes.
-    for bit, fn in ((1, lambda a: a[:, :, ::-1]), (2, lambda a: a[:, ::-1, :]),
-                    (4, lambda a: a.transpose(0, 2, 1))):
-      sel = (ops & bit) > 0
-      out[sel] = fn(out[sel])
-  image = out.view(np.uint8).reshape(out.shape + (4,))[..., :3]
-  return {"image": np.ascontiguousarray(image)}
+    out = {k: _augment(v, ops) for k, v in out.items()}
+  return {k: _rgb(v) for k, v in out.items()}
+
+
+def load_train_set(config: ml_collections.ConfigDict) -> TrainSet:
+  """The TrainSet `config.data.train` names (see the module doc for the sources)."""
+  d = config.data
+  items = _parse_source(d.train)
+  kinds = {kind for kind, _ in items}
+  if "records" in kinds:
+    if len(items) > 1:
+      raise errors.UserError(f"data.train {d.train!r}: a records: source is used alone; prepare "
+                             "several folders into one set (python -m jsr.prepare --data=A,B)")
+    try:
+      rs = records_lib.open_records(items[0][1])
+    except records_lib.RecordsError as e:
+      raise errors.UserError(f"data.train {d.train!r}: {e}") from e
+    if d.patch_size > rs.hr.size:
+      raise errors.UserError(f"data.train {d.train!r}: data.patch_size={d.patch_size} is larger "
+                             f"than the prepared {rs.hr.size}-pixel sub-images")
+    return TrainSet(rs.hr, rs.lr, rs.ratio, [])
+  if "pairs" in kinds:
+    if kinds != {"pairs"}:
+      raise errors.UserError(f"data.train {d.train!r}: pairs: sources cannot be mixed with "
+                             "unpaired photos (their batches have no given LR)")
+    lrs, hrs, ratios, names = [], [], set(), []
+    for _, (lr_dir, hr_dir) in items:
+      lr, hr, ratio, nm = load_pairs(lr_dir, hr_dir, config.scale, d.patch_size)
+      lrs += lr
+      hrs += hr
+      names += nm
+      ratios.add(ratio)
+    if len(ratios) > 1:
+      raise errors.UserError(f"data.train {d.train!r}: the pairs sources have different size "
+                             f"ratios {sorted(ratios)}; use one kind per run")
+    return TrainSet(make_pool(hrs), make_pool(lrs), ratios.pop(), names)
+  images, names = load_images(d.train, d.patch_size, d.tfds_data_dir)
+  return TrainSet(make_pool(images), None, 1, names)
 
 
 def get_train_iterator(config: ml_collections.ConfigDict, start_step: int = 0,
-                       images: list[np.ndarray] | None = None, rows: np.ndarray | None = None,
-                       num_threads: int = 2, prefetch: int = 4) -> Iterator[dict[str, np.ndarray]]:
+                       images: TrainSet | list[np.ndarray] | None = None,
+                       rows: np.ndarray | None = None, num_threads: int = 2, prefetch: int = 4
+                       ) -> Iterator[dict[str, np.ndarray]]:
   """Rows `rows` (default: all) of the global batches for steps start_step .. total_steps - 1,
-  made ahead by threads (or tf.data). The engine passes the rows its host's devices hold
+  made ahead by threads (or tf.data). `images`: a TrainSet, a list of decoded photos, or None to
+  load config.data.train. The engine passes the rows its host's devices hold
   (jsr.mesh.host_rows)."""
   d = config.data
   if images is None:
-    images, _ = load_images(d.train, d.patch_size, d.tfds_data_dir)
+    train_set = load_train_set(config)
+  elif isinstance(images, TrainSet):
+    train_set = images
+  else:
+    train_set = TrainSet(make_pool(images))
   rows = slice(None) if rows is None else np.asarray(rows)
-  pool = make_pool(images)
-  make = lambda step: make_batch(pool, config.seed, step, d.batch_size, d.patch_size, d.augment,
-                                 rows)
+  make = lambda step: make_batch(train_set, config.seed, step, d.batch_size, d.patch_size,
+                                 d.augment, rows)
   if _use_tf(d.backend):
-    return _tf_iterator(make, start_step, config.total_steps, d.patch_size)
+    return _tf_iterator(make, start_step, config.total_steps, d.patch_size, train_set.ratio,
+                        train_set.lr is not None)
   return _thread_iterator(make, start_step, config.total_steps, num_threads, prefetch)
 
 
@@ -215,8 +378,8 @@ def _use_tf(backend: str) -> bool:
   return True
 
 
-def _tf_iterator(make, start_step: int, total_steps: int, patch: int
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def _tf_iterator(make, start_step: int, total_steps: int, patch: int, ratio: int = 1,
+                 paired: bool = False) -> Iterator[dict[str, np.ndarray]]:
   """tf.data over the same pure batch function: parallel, ordered, prefetched.
 
   tf.data's autotuner is switched off. Its model thread sleeps on a condition variable between
@@ -228,9 +391,13 @@ def _tf_iterator(make, start_step: int, total_steps: int, patch: int
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF only feeds the host; the GPU memory is JAX's.
 
+  keys = ("image", "lr") if paired else ("image",)
+  sizes = {"image": patch, "lr": patch // ratio}
+
   def fn(step):
-    image = tf.numpy_function(lambda s: make(int(s))["image"], [step], tf.uint8, stateful=False)
-    return {"image": tf.ensure_shape(image, (None, patch, patch, 3))}
+    arrays = tf.numpy_function(lambda s: [make(int(s))[k] for k in keys], [step],
+                               [tf.uint8] * len(keys), stateful=False)
+    return {k: tf.ensure_shape(a, (None, sizes[k], sizes[k], 3)) for k, a in zip(keys, arrays)}
 
   options = tf.data.Options()
   options.autotune.enabled = False
@@ -256,15 +423,15 @@ def _thread_iterator(make, start_step: int, total_steps: int, num_threads: int, 
 def benchmark(config: ml_collections.ConfigDict, num_batches: int = 200) -> dict[str, float]:
   """Decode time and steady-state patches/s of the pipeline `config` describes."""
   t0 = time.perf_counter()
-  images, _ = load_images(config.data.train, config.data.patch_size, config.data.tfds_data_dir)
+  train_set = load_train_set(config)
   t_load = time.perf_counter() - t0
-  it = get_train_iterator(config, 0, images)
+  it = get_train_iterator(config, 0, train_set)
   for _ in range(5):  # Warm-up: fill the prefetch queue.
     next(it)
   t0 = time.perf_counter()
   for _ in range(num_batches):
     next(it)
   dt = time.perf_counter() - t0
-  return {"images": len(images), "load_s": t_load,
+  return {"images": len(train_set), "load_s": t_load,
           "patches_per_s": num_batches * config.data.batch_size / dt,
           "cpu_count": os.cpu_count() or 0}

@@ -154,12 +154,11 @@ def restore_or_init(method: types.ModuleType, config: ml_collections.ConfigDict,
   """The state (resumed from workdir's latest checkpoint, else warm-started from
   config.init_from, else fresh) and this host's batches that follow it."""
   start_step = manager.latest_step() or 0
-  images, _ = data_lib.load_images(config.data.train, config.data.patch_size,
-                                   config.data.tfds_data_dir)
+  train_set = data_lib.load_train_set(config)
   # Batches are a function of the step: resuming is starting the range at start_step. (A finished
   # run still reads one batch, the last, for init's shapes.)
   train_iter = data_lib.get_train_iterator(
-      config, min(start_step, config.total_steps - 1), images,
+      config, min(start_step, config.total_steps - 1), train_set,
       rows=mesh_lib.host_rows(mesh, config.data.batch_size))
   first_batch, train_iter = _peek(train_iter)  # init sees the shapes the steps will see.
   if start_step:

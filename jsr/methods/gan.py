@@ -165,7 +165,7 @@ def load_frozen(config: ml_collections.ConfigDict):
 def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, frozen):
   hr = supervised._to_float(batch["image"])  # pylint: disable=protected-access
   kernel = degrade_ops.kernel_from_config(config.degradation)
-  lr = supervised.synthesize_lr(hr, config, jax.random.fold_in(rng, 0), kernel)
+  lr = supervised.batch_lr(batch, hr, config, jax.random.fold_in(rng, 0), kernel)
   g_net, d_net = create_generator(config), create_discriminator(config)
   tx_g, tx_d = _optimizers(config)
   gan = config.gan

@@ -21,6 +21,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from jsr import errors
 from jsr import losses
 from jsr import optim
 from jsr.models import common, selfsup_net
@@ -56,6 +57,11 @@ def _check(config, patch: int):
 
 
 def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
+  if "lr" in batch:
+    raise errors.UserError(
+        f"data.train={config.data.train!r} gives LR/HR pairs, but selfsup learns from LR images "
+        "alone (its `image` is the observation); train it on folder:LR_DIR, or use a supervised "
+        "config for pairs")
   patch = batch["image"].shape[1]
   _check(config, patch)
   model = create_model(config)

@@ -14,6 +14,11 @@ device, inside the step, in jnp:
 LR synthesis is wrapped in stop_gradient: it is data, not part of the model (and the rounding has
 no useful gradient anyway).
 
+Given pairs (`data.train=pairs:LR_DIR,HR_DIR` or a prepared set of pairs) bring their own LR in
+`batch["lr"]`; it is used as it is, and the degradation block is not applied. An LR upsampled to
+the HR size beforehand (equal-size pairs, e.g. RealSR's) is brought back to the LR size by MATLAB
+bicubic 1/s (8-bit rounded) on the device, since every model here maps LR -> x s.
+
 Loss: `config.loss` is a weighted sum like "1*L1+0.001*TV" (jsr.losses.parse_loss). Multi-level
 models (LapSRN, lapres) return one image per x2 pyramid level; the loss is applied to every level
 against the HR crop downscaled by MATLAB bicubic (8-bit rounded, like the input) to that level's
@@ -92,6 +97,16 @@ def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
   if deg.quantize:
     # Idempotent on the already rounded bicubic LR; rounds blurred / noisy LR like a saved PNG.
     lr = _quantize(lr)
+  return jax.lax.stop_gradient(lr)
+
+
+def batch_lr(batch, hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
+  """The step's LR input: the batch's given LR (pairs), else synthesize_lr(hr)."""
+  if "lr" not in batch:
+    return synthesize_lr(hr, config, rng, kernel)
+  lr = _to_float(batch["lr"])
+  if lr.shape[-3] == hr.shape[-3] and config.scale > 1:  # Pre-upsampled pairs.
+    lr = imresize(lr, 1.0 / config.scale, quantize=True)
   return jax.lax.stop_gradient(lr)
 
 
@@ -180,7 +195,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
   del frozen  # No pretrained parts.
   hr = _to_float(batch["image"])
   noise_rng = None if rng is None else jax.random.fold_in(rng, 0)
-  lr = synthesize_lr(hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
+  lr = batch_lr(batch, hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
   loss_fn = losses.parse_loss(config.loss)
   has_bn = state.batch_stats is not None
 
