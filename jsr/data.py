@@ -358,9 +358,23 @@ def get_train_iterator(config: ml_collections.ConfigDict, start_step: int = 0,
   make = lambda step: make_batch(train_set, config.seed, step, d.batch_size, d.patch_size,
                                  d.augment, rows)
   if _use_tf(d.backend):
-    return _tf_iterator(make, start_step, config.total_steps, d.patch_size, train_set.ratio,
-                        train_set.lr is not None)
-  return _thread_iterator(make, start_step, config.total_steps, num_threads, prefetch)
+    it = _tf_iterator(make, start_step, config.total_steps, d.patch_size, train_set.ratio,
+                      train_set.lr is not None)
+  else:
+    it = _thread_iterator(make, start_step, config.total_steps, num_threads, prefetch)
+  if isinstance(train_set.hr, records_lib.Shards):
+    return _count_reads(it, train_set.hr, config.total_steps - start_step)
+  return it
+
+
+def _count_reads(it: Iterator, shards: records_lib.Shards, steps: int) -> Iterator:
+  """`it`, then a log line with the sub-images this host read: its rows x steps, not the global
+  batch (the multi-host test checks it)."""
+  try:
+    yield from it
+  finally:  # Also when the engine closes the iterator after its last step.
+    logging.info("Prepared set: this host read %d sub-images for %d batches.", shards.reads,
+                 steps)
 
 
 def _use_tf(backend: str) -> bool:

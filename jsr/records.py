@@ -71,6 +71,7 @@ class Shards:
   size: int             # sub-image side in pixels
   offsets: list[int]    # data offset of each shard file
   fds: list[int]
+  reads: int = 0        # crops read so far (the engine logs it: a host reads only its rows)
 
   @property
   def starts(self) -> np.ndarray:
@@ -85,6 +86,7 @@ class Shards:
     s = self.size
     row = s * 3
     out = np.empty((len(idx), patch, patch, 3), np.uint8)
+    self.reads += len(idx)
     shard = np.searchsorted(np.cumsum(self.counts), idx, side="right")
     local = idx - self.starts[shard]
     for b in range(len(idx)):

@@ -1,9 +1,11 @@
 """Multi-host, proven on one machine: 2 processes x 2 CPU devices (jax.distributed over
-127.0.0.1, gloo collectives) train the runlocal selfsup and EDSR configs and end with the
-parameters of 1 process x 4 devices; the workdir's files are written once; evaluation works.
+127.0.0.1, gloo collectives) train the runlocal selfsup and EDSR configs (EDSR also on a prepared
+set, jsr.prepare) and end with the parameters of 1 process x 4 devices; the workdir's files are
+written once; evaluation works.
 
 Each host builds only its rows of the global batch (jsr.mesh.host_rows); if both built the same
-rows, the global batch would differ from the 1-process one and the parameters with it.
+rows, the global batch would differ from the 1-process one and the parameters with it. On a
+prepared set each host also reads only its rows (counted in the log line the test checks).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import pytest
 
 from jsr import checkpoints
 from jsr import inference
+from jsr import io as jio
+from jsr import prepare
 from jsr import writers
 
 import test_train  # pylint: disable=g-bad-import-order  (tests/ is on sys.path under pytest)
@@ -43,15 +47,15 @@ def _env(devices: int) -> dict[str, str]:
 
 
 def _flags(config: str, workdir: Path, dirs) -> list[str]:
-  train_dir, eval_dir = dirs
+  source, eval_dir = dirs
   return [sys.executable, "-m", "jsr.main", f"--config={config}", f"--workdir={workdir}",
-          f"--config.data.train=folder:{train_dir}", f"--config.eval.sets=tiny={eval_dir}",
+          f"--config.data.train={source}", f"--config.eval.sets=tiny={eval_dir}",
           "--config.data.batch_size=4", "--config.data.backend=numpy",
           f"--config.total_steps={STEPS}", f"--config.eval_every_steps={STEPS}",
           "--config.checkpoint_every_steps=2", "--config.log_every_steps=1"]
 
 
-def _run_two_processes(config: str, workdir: Path, dirs) -> None:
+def _run_two_processes(config: str, workdir: Path, dirs) -> list[str]:
   port = _free_port()
   procs = [subprocess.Popen(
       _flags(config, workdir, dirs) + [f"--coordinator_address=127.0.0.1:{port}",
@@ -69,6 +73,7 @@ def _run_two_processes(config: str, workdir: Path, dirs) -> None:
   for i, (p, log) in enumerate(zip(procs, logs)):
     assert p.returncode == 0, f"process {i}:\n{log[-3000:]}"
     assert f"JAX process {i}/2" in log
+  return logs
 
 
 def _run_one_process(config: str, workdir: Path, dirs) -> None:
@@ -84,13 +89,23 @@ def _final_state(workdir: Path):
           zip(checkpoints.flat_shapes(state), jax.tree.leaves(state))}
 
 
-@pytest.mark.parametrize("config", ["configs/selfsup.py:runlocal",
-                                    "configs/edsr.py:scale=2,runlocal"])
-def test_two_processes_equal_one_process_with_four_devices(config, tmp_path):
-  dirs = test_train.make_dirs(tmp_path)
+@pytest.mark.parametrize("config,source", [("configs/selfsup.py:runlocal", "folder"),
+                                           ("configs/edsr.py:scale=2,runlocal", "folder"),
+                                           ("configs/edsr.py:scale=2,runlocal", "records")])
+def test_two_processes_equal_one_process_with_four_devices(config, source, tmp_path):
+  train_dir, eval_dir = test_train.make_dirs(tmp_path)
+  if source == "records":
+    prepare.prepare_photos(jio.list_images(train_dir), str(tmp_path / "prepared"), crop=32,
+                           step=8, shard_records=8, log=None)
+    dirs = (f"records:{tmp_path / 'prepared'}", eval_dir)
+  else:
+    dirs = (f"folder:{train_dir}", eval_dir)
   two, one = tmp_path / "two_hosts", tmp_path / "one_host"
-  _run_two_processes(config, two, dirs)
+  logs = _run_two_processes(config, two, dirs)
   _run_one_process(config, one, dirs)
+  if source == "records":  # Each host read its 2 rows of the 4-row batch, at every step.
+    for log in logs:
+      assert f"this host read {2 * STEPS} sub-images for {STEPS} batches" in log, log[-3000:]
 
   # Same parameters (and optimizer state) at the end. Float tolerance, not bit equality: the
   # gradient all-reduce sums the 4 device shards in another order over gloo than in one process.
