@@ -120,7 +120,7 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
   config.optim.update(optim)
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.sets = "samples:eval"  # or set5=/path/Set5,set14=/path/Set14
+  config.eval.sets = "samples:eval"  # or set5=/path/Set5,set14=/path/Set14,real=pairs:/lr,/hr
   config.eval.metrics = "psnr,ssim"  # any of psnr,ssim,lpips,lpips_alex,niqe (jsr.evaluate)
 
   config.total_steps = total_steps

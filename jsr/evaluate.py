@@ -15,6 +15,19 @@ metrics are computed with `scale` pixels shaved at each border:
   lpips_alex   the same with AlexNet -> lpips_alex
   niqe         no-reference NIQE of the output alone (jsr.niqe, MATLAB's; lower is better), on
                the rounded Y channel -> niqe
+
+Given LR images (RealSR camera pairs, DIV2K's LR folders, .npy arrays) replace the synthesised ones
+with --lr; the rest of the protocol is unchanged:
+
+  python -m jsr.evaluate --method=bicubic --data=/data/RealSR/HR --lr=/data/RealSR/LR4 --scale=4
+
+Files are matched by name, ignoring _LR/_HR/x4 suffixes (jsr.io.match_pairs: 0001x4.png <->
+0001.png); an HR file without its LR (or the reverse) is an error naming it, since a silently
+dropped image would change the mean. HR must be `scale` x the LR size, up to scale - 1 extra
+pixels, and is cropped to it (bottom/right, as modcrop). An LR of the HR's own size
+(pre-upsampled, as some datasets ship it) is accepted too: the methods map LR -> x scale, so such
+an LR is first shrunk by MATLAB bicubic 1/scale (uint8 path, as the synthesised LR) after both are
+cropped to a multiple of the scale; its blur and noise then reach the method at its input size.
 """
 
 from __future__ import annotations
@@ -108,37 +121,66 @@ def check_size(path: str, shape: Sequence[int], scale: int) -> None:
                          f"(needs at least {need}x{need})")
 
 
-def evaluate_images(sr_fn: Callable, paths: Sequence[str], scale: int, *,
+def hr_path(item: str | tuple[str, str]) -> str:
+  """The HR file of an evaluation item: an HR path, or an (lr_path, hr_path) pair."""
+  return item[1] if isinstance(item, (tuple, list)) else item
+
+
+def load_pair(lr_path: str, hr_path: str, scale: int) -> tuple[np.ndarray, np.ndarray]:
+  """A given (LR, HR) pair as (method input (h, w, C), HR (h*scale, w*scale, C)); ImageError
+  naming the file(s) when a file is unreadable or the two do not fit together."""
+  lr, hr = jio.load_image(lr_path).image, jio.load_image(hr_path).image
+  if lr.shape[-1] != hr.shape[-1]:
+    raise jio.ImageError(f"{lr_path} ({lr.shape[-1]} channel(s)) and {hr_path} "
+                         f"({hr.shape[-1]}): LR and HR must both be RGB or both gray")
+  ratio = jio.check_pair_size(lr_path, hr_path, lr.shape, hr.shape, scale)
+  hr = hr[:ratio * lr.shape[0], :ratio * lr.shape[1]]
+  if ratio == scale:
+    return lr, hr
+  # Equal size (pre-upsampled LR): the method still maps LR -> x scale, so it gets the given LR
+  # shrunk as the protocol shrinks HR (see the module doc).
+  check_size(hr_path, hr.shape, scale)
+  hr, lr = jio.modcrop(hr, scale), jio.modcrop(lr, scale)
+  return np.asarray(make_lr(jnp.asarray(lr)[None], scale)[0]), hr
+
+
+def evaluate_images(sr_fn: Callable, paths: Sequence[str | tuple[str, str]], scale: int, *,
                     skip_bad: bool = False, log: Callable[[str], None] | None = print,
                     keep_outputs: bool = False,
                     metric_names: Sequence[str] = DEFAULT_METRICS) -> dict:
   """The metrics (default Y-PSNR/SSIM) of `sr_fn` over HR images; returns
   {"per_image": [...], "mean": {...}} keyed as METRICS says.
 
-  `sr_fn(lr)` takes (1, h, w, C) float32 and returns (1, h*s, w*s, C). Unreadable or too-small
-  images raise jio.ImageError naming the file, or are reported and left out with `skip_bad`.
+  Each item of `paths` is an HR path (its LR made by the protocol, make_lr) or an (lr_path,
+  hr_path) pair of given images (load_pair). `sr_fn(lr)` takes (1, h, w, C) float32 and returns
+  (1, h*s, w*s, C). Rows name the HR file ("image"). Unreadable, too-small or mismatched images
+  raise jio.ImageError naming the file(s), or are reported and left out with `skip_bad`.
   """
   rows, skipped, outputs = [], [], []
-  for path in paths:
+  for item in paths:
+    paired, path = isinstance(item, (tuple, list)), hr_path(item)
     try:
-      img = jio.load_image(path)
-      check_size(path, img.image.shape, scale)
+      if paired:
+        lr, hr = load_pair(item[0], path, scale)
+      else:
+        hr = jio.load_image(path).image
+      check_size(path, hr.shape, scale)
     except jio.ImageError as e:
       if not skip_bad:
         raise
-      skipped.append({"image": path, "error": str(e)})
+      skipped.append({"image": path, **({"lr": item[0]} if paired else {}), "error": str(e)})
       if log:
         log(f"warning: skipped {e}")
       continue
-    hr = jnp.asarray(jio.modcrop(img.image, scale))[None]
-    lr = make_lr(hr, scale)
+    hr = jnp.asarray(jio.modcrop(hr, scale))[None]
+    lr = jnp.asarray(lr)[None] if paired else make_lr(hr, scale)
     sr = sr_fn(lr)
     if sr.shape != hr.shape:
       raise ValueError(f"{path}: the method returned {sr.shape} for LR {lr.shape}; expected "
                        f"{hr.shape}")
     values = score(sr, hr, scale, metric_names)
-    rows.append({"image": Path(path).name, "height": int(hr.shape[1]), "width": int(hr.shape[2]),
-                 **values})
+    rows.append({"image": Path(path).name, **({"lr": Path(item[0]).name} if paired else {}),
+                 "height": int(hr.shape[1]), "width": int(hr.shape[2]), **values})
     if keep_outputs:
       outputs.append((np.asarray(lr[0]), np.asarray(sr[0]), np.asarray(hr[0])))
     if log:
@@ -180,10 +222,12 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "A training run's workdir: evaluate its latest checkpoint.")
   flags.DEFINE_string("data", None, "Folder of HR images, a single image, or 'samples' (the photos "
                       "bundled in scikit-image).")
+  flags.DEFINE_string("lr", None, "Folder (or file) of given LR images or .npy arrays matching "
+                      "--data by name: score on them instead of synthesising LR (module doc).")
   flags.DEFINE_integer("scale", None, "Upscaling factor.")
   flags.DEFINE_string("output", None, "Write per-image and mean results to this JSON file.")
-  flags.DEFINE_bool("skip_bad", False, "Warn about unreadable or too-small images instead of "
-                    "failing.")
+  flags.DEFINE_bool("skip_bad", False, "Warn about unreadable or too-small images (and, with "
+                    "--lr, pairs whose sizes do not fit) instead of failing.")
   flags.DEFINE_string("metrics", ",".join(DEFAULT_METRICS), "Comma-separated subset of "
                       f"{','.join(METRICS)} (see the module doc).")
   flags.DEFINE_bool("self_ensemble", False, "x8 geometric self-ensemble (trained models only).")
@@ -211,7 +255,11 @@ def main(argv):
     _fail(f"--{e}")
   t0 = time.perf_counter()
   try:
-    paths = jio.list_images(FLAGS.data)
+    if FLAGS.lr:  # Given LR: both sides may be .npy arrays; every HR needs its LR.
+      paths = jio.match_pairs(jio.list_images(FLAGS.lr, arrays=True),
+                              jio.list_images(FLAGS.data, arrays=True), FLAGS.lr, FLAGS.data)
+    else:
+      paths = jio.list_images(FLAGS.data)
   except FileNotFoundError as e:
     _fail(str(e))
   if FLAGS.workdir:
@@ -227,7 +275,8 @@ def main(argv):
     if FLAGS.self_ensemble or FLAGS.tile:
       _fail("--self_ensemble and --tile need a trained model (--workdir)")
     sr_fn, name = interpolation_fn(FLAGS.method, FLAGS.scale), FLAGS.method
-  print(f"{name} x{FLAGS.scale} on {FLAGS.data} ({len(paths)} images), Y channel, "
+  given = f" with the LR in {FLAGS.lr}" if FLAGS.lr else ""
+  print(f"{name} x{FLAGS.scale} on {FLAGS.data}{given} ({len(paths)} images), Y channel, "
         f"shave {FLAGS.scale}:")
   try:
     result = evaluate_images(sr_fn, paths, FLAGS.scale, skip_bad=FLAGS.skip_bad,
@@ -239,7 +288,8 @@ def main(argv):
   print(f"  {'mean':<28s} {'':11s} {format_values(result['mean'])}")
   elapsed = time.perf_counter() - t0
   print(f"done in {elapsed:.1f} s")
-  result.update(method=name, data=str(FLAGS.data), seconds=elapsed)
+  result.update(method=name, data=str(FLAGS.data), **({"lr": FLAGS.lr} if FLAGS.lr else {}),
+                seconds=elapsed)
   if FLAGS.output:
     Path(FLAGS.output).parent.mkdir(parents=True, exist_ok=True)
     Path(FLAGS.output).write_text(json.dumps(result, indent=2))

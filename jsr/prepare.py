@@ -40,7 +40,8 @@ def define_flags() -> None:
   flags.DEFINE_string("out", None, "Output folder (new, or empty).")
   flags.DEFINE_integer("crop", 480, "Sub-image size in HR pixels.")
   flags.DEFINE_integer("step", 240, "Distance between sub-image corners in HR pixels.")
-  flags.DEFINE_integer("shard_mb", 1024, "Approximate size of one shard file (HR side), in MB.")
+  flags.DEFINE_integer("shard_mb", 256, "Approximate size of one shard file (HR side), in MB; "
+                       "preparing holds one shard in memory.")
   flags.DEFINE_integer("threads", 8, "Decoding threads.")
 
 

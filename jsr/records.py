@@ -181,6 +181,15 @@ def positions(length: int, crop: int, step: int) -> list[int]:
   return out
 
 
+def _write_npy(path: Path, arrays: list[np.ndarray]) -> None:
+  """np.save(path, np.stack(arrays)) without the stacked copy (a shard's worth of memory)."""
+  with open(path, "wb") as f:
+    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                             "shape": (len(arrays),) + arrays[0].shape})
+    for a in arrays:
+      f.write(np.ascontiguousarray(a, np.uint8).tobytes())
+
+
 class Writer:
   """Appends sub-images to shards of at most `shard_records` records and writes index.json on
   close; a shard is written once, whole (np.save), so a crash leaves no half-valid set: the index
@@ -209,10 +218,10 @@ class Writer:
       return
     k = len(self.shards)
     entry = {"hr": f"hr-{k:05d}.npy", "count": len(self.hr)}
-    np.save(self.folder / entry["hr"], np.stack(self.hr))
+    _write_npy(self.folder / entry["hr"], self.hr)
     if self.lr_crop:
       entry["lr"] = f"lr-{k:05d}.npy"
-      np.save(self.folder / entry["lr"], np.stack(self.lr))
+      _write_npy(self.folder / entry["lr"], self.lr)
     self.shards.append(entry)
     self.all_pos += self.pos
     self.hr, self.lr, self.pos = [], [], []

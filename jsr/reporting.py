@@ -1,6 +1,10 @@
 """Evaluation during training: benchmark folders scored with the papers' protocol (jsr.evaluate),
 logged as eval/<set>_x<s>/{psnr_y, ssim_y, ...} (config.eval.metrics), and PNG grids (LR | bicubic | output | HR) for a person
 to look at. Also used by the zero-shot engine.
+
+A set of given LR/HR pairs (`name=pairs:LR_DIR,HR_DIR`) is scored on its own LR instead of
+synthesised LR, and its bicubic baseline is bicubic upsampling of that LR: the same numbers as
+`python -m jsr.evaluate --data=HR_DIR --lr=LR_DIR`.
 """
 
 from __future__ import annotations
@@ -19,16 +23,36 @@ from jsr import io as jio
 from jsr import mesh as mesh_lib
 
 
-def parse_eval_sets(spec: str) -> dict[str, list[str]]:
-  """"set5=/data/Set5,set14=/data/Set14" or "samples:eval" -> {name: image paths}."""
+# An eval set: HR paths (LR synthesised by the protocol) or (lr_path, hr_path) pairs of given
+# images; jsr.evaluate.evaluate_images takes either, so every consumer passes them through.
+EvalSet = list[str] | list[tuple[str, str]]
+
+
+def parse_eval_sets(spec: str) -> dict[str, EvalSet]:
+  """"set5=/data/Set5,set14=/data/Set14" or "samples:eval" -> {name: HR image paths};
+  "realsr=pairs:/data/RealSR/LR,/data/RealSR/HR" -> {name: [(lr_path, hr_path)]}, matched by name
+  as jsr.io.match_pairs does (the comma after pairs:LR_DIR introduces its HR folder, as in a
+  data.train pairs source)."""
   sets = {}
-  for item in filter(None, (s.strip() for s in spec.split(","))):
+  items = iter(s.strip() for s in spec.split(","))
+  for item in filter(None, items):
     name, sep, path = item.partition("=")
     if not sep:
       path = item
-      name = "samples" if item.startswith("samples") else Path(item).name.lower()
+    kind, colon, lr_dir = path.partition(":")
     try:
-      sets[name] = jio.list_images(path)
+      if colon and kind == "pairs":
+        hr_dir = next(items, "")
+        if not lr_dir or not hr_dir:
+          raise errors.UserError(f"config.eval.sets {spec!r}: a paired set is "
+                                 "NAME=pairs:LR_DIR,HR_DIR")
+        name = name if sep else Path(hr_dir).name.lower()
+        sets[name] = jio.match_pairs(jio.list_images(lr_dir, arrays=True),
+                                     jio.list_images(hr_dir, arrays=True), lr_dir, hr_dir)
+      else:
+        if not sep:
+          name = "samples" if item.startswith("samples") else Path(item).name.lower()
+        sets[name] = jio.list_images(path)
     except FileNotFoundError as e:
       raise errors.UserError(f"config.eval.sets {spec!r}: {e}") from e
   return sets
@@ -52,7 +76,7 @@ def save_grid(path: str, lr: np.ndarray, bicubic: np.ndarray, sr: np.ndarray, hr
   jio.save_image(path, np.concatenate(panels, axis=1))
 
 
-def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int,
+def evaluate_sets(sr_fn: Callable, sets: dict[str, EvalSet], scale: int,
                   metric_names=evaluate.DEFAULT_METRICS, prefix: str = ""
                   ) -> tuple[dict[str, float], dict[str, list]]:
   """{"eval/<set>_x<s>/<prefix><metric>": ...} and the per-set (lr, sr, hr) images."""
@@ -66,7 +90,7 @@ def evaluate_sets(sr_fn: Callable, sets: dict[str, list[str]], scale: int,
   return scalars, outputs
 
 
-def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer, step: int,
+def run_bicubic_baseline(sets: dict[str, EvalSet], scale: int, writer, step: int,
                          metric_names=evaluate.DEFAULT_METRICS) -> dict[str, Any]:
   """Bicubic scores (logged once per run start, as eval/<set>_x<s>/bicubic_<metric>) and images
   (for the grids)."""
@@ -76,7 +100,7 @@ def run_bicubic_baseline(sets: dict[str, list[str]], scale: int, writer, step: i
   return outputs
 
 
-def run_eval(sr_fn: Callable, sets: dict[str, list[str]], scale: int, writer, step: int,
+def run_eval(sr_fn: Callable, sets: dict[str, EvalSet], scale: int, writer, step: int,
              workdir: str, bicubic: dict[str, Any], metric_names=evaluate.DEFAULT_METRICS
              ) -> dict[str, float]:
   """Scores of the current model (logged) and a grid per image under workdir/images/step_N."""

@@ -10,7 +10,8 @@ provides one function,
 
 and the engine runs it on
   * every HR image of config.eval.sets (LR made by the benchmark protocol, MATLAB bicubic on the
-    8-bit image), scored with Y-PSNR/SSIM as in jsr.evaluate, next to bicubic; and
+    8-bit image, or the given LR of a `name=pairs:LR_DIR,HR_DIR` set), scored with Y-PSNR/SSIM as
+    in jsr.evaluate, next to bicubic; and
   * every image of config.data.inputs (the user's own LR images; no score).
 Each image's SR goes to workdir/images/<set>/<name>.png (with an LR | bicubic | SR | HR grid in
 workdir/images/<set>/grids/ for scored images) and its scores and log to workdir/results.jsonl,
@@ -75,9 +76,10 @@ def _log_fields(log: dict[str, Any], workdir: str, set_name: str, stem: str) -> 
   return row
 
 
-def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
-               ) -> dict[str, Any]:
-  """Run the method on one benchmark image; save its SR and grid; return its results row."""
+def _score_one(method, config, path: str | tuple[str, str], seed: int, workdir: str,
+               set_name: str) -> dict[str, Any]:
+  """Run the method on one benchmark image (an HR path or a given (lr, hr) pair); save its SR and
+  grid; return its results row."""
   log: dict[str, Any] = {}
 
   def sr_fn(lr):
@@ -92,7 +94,7 @@ def _score_one(method, config, path: str, seed: int, workdir: str, set_name: str
   bic = evaluate.evaluate_images(evaluate.interpolation_fn("bicubic", s), [path], s, log=None,
                                  keep_outputs=True, metric_names=names)
   (lr, sr, hr), (_, bicubic, _) = ours["outputs"][0], bic["outputs"][0]
-  stem = Path(path).stem
+  stem = Path(evaluate.hr_path(path)).stem
   jio.save_image(os.path.join(workdir, "images", set_name, f"{stem}.png"), sr)
   reporting.save_grid(os.path.join(workdir, "images", set_name, "grids", f"{stem}.png"),
                   lr, bicubic, sr, hr, s)
@@ -139,15 +141,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
   for set_name, paths, scored in jobs:
     for index, path in enumerate(paths):
       count += 1
-      if (set_name, Path(path).name) in done:
+      if (set_name, Path(evaluate.hr_path(path)).name) in done:
         continue
       t0 = time.perf_counter()
       one = _score_one if scored else _upscale_one
       try:
         row = one(method, config, path, _image_seed(config, index), workdir, set_name)
       except FloatingPointError as e:
-        raise FloatingPointError(f"{path}: {e}. Results of the images before it are kept in "
-                                 f"{workdir}/results.jsonl.") from e
+        raise FloatingPointError(f"{evaluate.hr_path(path)}: {e}. Results of the images before "
+                                 f"it are kept in {workdir}/results.jsonl.") from e
       _append_result(workdir, row)
       metric_keys = [k for k in row if f"bicubic_{k}" in row]
       score = (", ".join(f"{k} {row[k]:.4f} (bicubic {row['bicubic_' + k]:.4f})"

@@ -59,6 +59,8 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # jsr, configs
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_peers
 
+from machine_info import machine  # pylint: disable=g-import-not-at-top,unused-import
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["edsr_baseline_x2", "rcan_x4", "selfsup_x2"], "Models to time.")
 flags.DEFINE_integer("batch", 16, "Global batch (LR patches per step).")
@@ -539,21 +541,6 @@ def spawn(worker: str, model: str) -> dict:
   r = json.loads(lines[-1])
   r["wall_s"] = time.perf_counter() - t0
   return r
-
-
-def machine() -> dict:
-  cpu, simd = "", []
-  try:
-    lines = open("/proc/cpuinfo").read().splitlines()
-    cpu = next((l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")), "")
-    flags_line = next((l.split(":", 1)[1].split() for l in lines if l.startswith("flags")), [])
-    # The vector units XLA's and oneDNN's kernels pick from.
-    simd = sorted(f for f in flags_line if f.startswith(("avx", "fma", "amx", "f16c")))
-  except OSError:
-    pass
-  return {"host": platform.node(), "cpu": cpu, "cpu_flags": " ".join(simd),
-          "cpu_count": os.cpu_count(), "python": platform.python_version(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
 def _fmt(v, spec=".1f"):
