@@ -199,6 +199,22 @@ def test_step_equals_the_losses_computed_here(dirs):
   np.testing.assert_allclose(float(metrics["l_d"]), float(l_d), rtol=1e-4)
 
 
+def test_step_trains_on_a_given_lr(dirs):
+  """Pairs (`batch["lr"]`): G sees the given LR, not one synthesised from the HR crop."""
+  config = make("esrgan", dirs, **SMALL_D)
+  hr8 = np.stack([_photo(32, 32, 5), _photo(32, 32, 6)])
+  lr8 = np.stack([_photo(8, 8, 7), _photo(8, 8, 8)])  # Unrelated to the HR: a synthesised LR differs.
+  batch = {"image": hr8, "lr": lr8}
+  state = gan.init(config, jax.random.key(0), batch)
+  frozen = gan.load_frozen(config)
+  _, metrics = jax.jit(lambda s, b, f: gan.train_step(s, b, jax.random.key(1), config, f))(
+      state, batch, frozen)
+  sr = gan.create_generator(config).apply({"params": state.g_params},
+                                          jnp.asarray(lr8, jnp.float32) / 255.0, train=True)
+  l_pix = np.mean(np.abs(np.asarray(sr) - hr8 / 255.0))
+  np.testing.assert_allclose(float(metrics["l_pix"]), 0.01 * l_pix, rtol=1e-4)
+
+
 def test_g_waits_for_the_discriminator_warmup(dirs):
   config = make("esrgan", dirs, d_warmup_steps=2, g_every=1, **SMALL_D)
   batch = {"image": np.stack([_photo(32, 32, 5), _photo(32, 32, 6)])}
