@@ -1,0 +1,85 @@
+"""CSRGAN's generator: a U-Net on the pre-upsampled input with a sigmoid output, and a head that
+predicts the input's degradation parameters.
+
+U-Net (Ronneberger et al. 2015) with `depth` levels: two 3x3 conv + ReLU per level, 2x2 max-pool
+down, 2x2 transposed conv up, skip concatenation; the output is sigmoid(1x1 conv) -- in [0, 1] by
+construction, which the founding document chose over min-max normalisation (it traced its colour
+shifts to that). Inputs of any size are reflect-padded to a multiple of 2^depth and cropped back.
+
+The degradation head sits on the bottleneck: global average pool -> Dense -> ReLU -> Dense(3) ->
+sigmoid, the parameters (sigma, noise, scale) normalised to [0, 1] over their configured ranges.
+Why there: the degradation is one set of numbers per image, the bottleneck is where the network
+sees the whole crop, and it is the encoder the restoration path uses -- so the head's gradient
+shapes the same features the image comes from, which is the interaction the document's claim
+(predicting the parameters hurts the image) is about. A head on a separate branch could not
+affect the image at all. `Model(...)(x)` returns (image, params); `predict` keeps the image.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jsr.models import common
+
+VARIANTS = {
+    "tiny": dict(features=8, depth=2),     # 29,774 params (head included)
+    "base": dict(features=16, depth=4),    # 1,945,302 params: the CPU ablation
+    "small": dict(features=32, depth=4),   # 7,776,678 params
+    "paper": dict(features=64, depth=4),   # 31,097,670 params: Ronneberger's widths, 4 pools
+}
+
+NUM_PARAMS = 3  # sigma, noise, scale
+
+
+class UNet(nn.Module):
+  features: int = 64
+  depth: int = 4
+  num_params: int = NUM_PARAMS
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    n, h, w, c = x.shape
+    m = 2 ** self.depth
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+      mode = "reflect" if ph < h and pw < w else "edge"
+      x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
+    conv = lambda f, name: common.conv(f, 3, dtype=self.dtype, name=name)
+    y = x.astype(self.dtype)
+    skips = []
+    for i in range(self.depth):
+      f = self.features * 2 ** i
+      y = nn.relu(conv(f, f"enc{i}_0")(y))
+      y = nn.relu(conv(f, f"enc{i}_1")(y))
+      skips.append(y)
+      y = nn.max_pool(y, (2, 2), (2, 2))
+    f = self.features * 2 ** self.depth
+    y = nn.relu(conv(f, "mid_0")(y))
+    y = nn.relu(conv(f, "mid_1")(y))
+
+    # The degradation head on the bottleneck (see the module doc).
+    g = jnp.mean(y.astype(jnp.float32), axis=(1, 2))
+    g = nn.relu(nn.Dense(self.features, name="head_0")(g))
+    params = nn.sigmoid(nn.Dense(self.num_params, name="head_1")(g))
+
+    for i in reversed(range(self.depth)):
+      f = self.features * 2 ** i
+      y = nn.ConvTranspose(f, (2, 2), strides=(2, 2), dtype=self.dtype, name=f"up{i}")(y)
+      y = jnp.concatenate([y, skips[i]], axis=-1)
+      y = nn.relu(conv(f, f"dec{i}_0")(y))
+      y = nn.relu(conv(f, f"dec{i}_1")(y))
+    out = common.conv(c, 1, dtype=self.dtype, name="out")(y)
+    image = nn.sigmoid(out.astype(jnp.float32))[:, :h, :w]
+    return image, params
+
+
+def Model(*, variant: str | None = None, scale: int = 1, **kw) -> UNet:  # pylint: disable=invalid-name
+  if scale != 1:
+    raise ValueError(f"unet maps a pre-upsampled input to the same size: scale must be 1, got "
+                     f"{scale}")
+  return UNet(**common.resolve_variant(VARIANTS, variant, kw))
