@@ -124,7 +124,6 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
     x, params = degrade(hr, jax.random.fold_in(rng, 0), config)
     pred_on = 1.0
   g_net, d_net = create_generator(config), gan.create_discriminator(config)
-  tx_g, tx_d = gan._optimizers(config)  # pylint: disable=protected-access
   apply_d = lambda p, s, img: gan._apply(d_net, p, s, img, train=True)  # pylint: disable=protected-access
   d_real_for_g = None
   if config.gan.relativistic:
@@ -157,17 +156,7 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   (d_loss, (d_parts, d_stats)), d_grads = jax.value_and_grad(
       d_objective, has_aux=True)(state.d_params)
 
-  g_updates, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
-  g_new = optax.apply_updates(state.g_params, g_updates)
-  do_g = (state.step % config.g_every == 0) & (state.step >= config.d_warmup_steps)
-  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(do_g, a, b), new, old)
-  g_params, g_opt = keep(g_new, state.g_params), keep(g_opt, state.g_opt)
-  g_ema = state.g_ema
-  if g_ema is not None:
-    dec = config.ema_decay
-    g_ema = jax.tree.map(lambda e, p: dec * e + (1.0 - dec) * p, g_ema, g_params)
-  d_updates, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+  new_state, _ = gan.update_networks(state, config, g_grads, None, d_grads, d_stats)
 
   metrics = {"loss": g_loss, **g_terms, "l_d": d_loss, **d_parts,
              "psnr": supervised._psnr(sr, hr),  # pylint: disable=protected-access
@@ -180,8 +169,6 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
     for name in PARAM_NAMES:
       err = jnp.mean(jnp.abs(est[name] - params[name]))
       metrics[f"err_{name}"] = err * 255.0 if name == "noise" else err
-  new_state = State(step=state.step + 1, g_params=g_params, g_batch_stats=None, g_ema=g_ema,
-                    g_opt=g_opt, d_params=d_params, d_batch_stats=d_stats, d_opt=d_opt)
   return new_state, metrics
 
 

@@ -167,7 +167,6 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   kernel = degrade_ops.kernel_from_config(config.degradation)
   lr = supervised.batch_lr(batch, hr, config, jax.random.fold_in(rng, 0), kernel)
   g_net, d_net = create_generator(config), create_discriminator(config)
-  tx_g, tx_d = _optimizers(config)
   gan = config.gan
   layers = feature_layers(config)
   pixel_fn = losses.parse_loss(config.pixel_loss) if config.pixel_loss else None
@@ -221,7 +220,22 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   (d_loss, (d_parts, d_stats)), d_grads = jax.value_and_grad(
       d_objective, has_aux=True)(state.d_params)
 
-  # G steps every g_every steps after the warm-up; D every step.
+  new_state, do_g = update_networks(state, config, g_grads, g_stats, d_grads, d_stats)
+  metrics = {"loss": g_loss, **g_terms, "l_d": d_loss, **d_parts,
+             "psnr": supervised._psnr(sr, hr),  # pylint: disable=protected-access
+             "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
+             "g_updated": do_g.astype(jnp.float32),
+             "lr_g": optim.make_schedule(config.optim_g, config.total_steps)(state.step),
+             "lr_d": optim.make_schedule(config.optim_d, config.total_steps)(state.step)}
+  return new_state, metrics
+
+
+def update_networks(state: State, config: ml_collections.ConfigDict, g_grads, g_stats, d_grads,
+                    d_stats) -> tuple[State, jax.Array]:
+  """The next state from both networks' gradients: D steps every step, G every g_every steps
+  after d_warmup_steps (else G, its optimizer and statistics stay), then G's EMA. Also returns
+  whether G stepped. Shared by the GAN methods (gan, csrgan)."""
+  tx_g, tx_d = _optimizers(config)
   g_updates, g_opt = tx_g.update(g_grads, state.g_opt, state.g_params)
   g_new = optax.apply_updates(state.g_params, g_updates)
   do_g = (state.step % config.g_every == 0) & (state.step >= config.d_warmup_steps)
@@ -232,20 +246,10 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   if g_ema is not None:
     dec = config.ema_decay
     g_ema = jax.tree.map(lambda e, p: dec * e + (1.0 - dec) * p, g_ema, g_params)
-
   d_updates, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)
-
-  new_state = State(step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
-                    g_ema=g_ema, g_opt=g_opt, d_params=d_params, d_batch_stats=d_stats,
-                    d_opt=d_opt)
-  metrics = {"loss": g_loss, **g_terms, "l_d": d_loss, **d_parts,
-             "psnr": supervised._psnr(sr, hr),  # pylint: disable=protected-access
-             "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
-             "g_updated": do_g.astype(jnp.float32),
-             "lr_g": optim.make_schedule(config.optim_g, config.total_steps)(state.step),
-             "lr_d": optim.make_schedule(config.optim_d, config.total_steps)(state.step)}
-  return new_state, metrics
+  return State(step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats, g_ema=g_ema,
+               g_opt=g_opt, d_params=d_params, d_batch_stats=d_stats, d_opt=d_opt), do_g
 
 
 def inference_fields(config: ml_collections.ConfigDict) -> dict[str, str]:
