@@ -15,6 +15,7 @@ import math
 import ml_collections
 
 from jsr import optim as optim_lib  # Its default block names every key make_optimizer reads.
+from jsr.ops import realworld  # Its default blocks name every key the pipelines read.
 
 _TRUE = ("", "1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -104,6 +105,16 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
   config.degradation = degradation()
   config.degradation.noise_sigma = 0.0  # std of white Gaussian noise on LR, [0, 1] scale
   config.degradation.quantize = True  # round LR to 8 bits, as saved LR images are
+  # Random real-world degradations instead (jsr.ops.realworld): "classical" (the block above),
+  # "realesrgan" or "bsrgan" (per-sample chains drawn in the step; their blocks hold the papers'
+  # probabilities and ranges, e.g. --config.degradation.realesrgan.noise_range="(1, 20)").
+  config.degradation.pipeline = "classical"
+  config.degradation.realesrgan = realworld.default_config("realesrgan")
+  config.degradation.bsrgan = realworld.default_config("bsrgan")
+  # Unsharp masking of the ground truth (BasicSR's USMSharp), for the loss terms named in
+  # `targets` (comma list of pixel, perceptual; "" = none). Real-ESRGAN: "pixel,perceptual".
+  config.degradation.sharpen = realworld.sharpen_config()
+  config.degradation.sharpen.targets = ""
 
   config.loss = loss  # weighted sum, jsr.losses.parse_loss; applied to every pyramid level
   config.ema_decay = 0.0  # EMA of the weights for predict; 0 = off (e.g. 0.999)

@@ -1,15 +1,24 @@
 r"""Write a fixed-seed degraded test set as a paired folder (jsr.evaluate --lr, `pairs:` sets).
 
     python scripts/make_degraded_set.py --data=../shared/data/benchmarks/Set14 \
-        --pipeline=csrgan --out=/tmp/csrgan_test/Set14 --seed=0 [--config=configs/csrgan.py]
+        --pipeline=realesrgan --scale=4 --out=/tmp/realesrgan_x4/Set14 --seed=0
 
-Writes OUT/HR/<name>.png (the HR image, as read), OUT/LR/<name>.png (the degraded image) and
-OUT/params.json ({name: the drawn parameters}, the pipeline and its settings). Pipelines:
-  csrgan   CSRGAN's blur -> downscale -> noise -> bicubic back to the HR size, with the ranges of
-           the config's `degradation` block (jsr.methods.csrgan.degrade, the training sampler
-           itself): the LR is the HR's size; score with --scale=1.
-Image i draws from fold_in(key(seed), i), so a set is reproducible image by image. Gray images
-are degraded as gray.
+Writes OUT/HR/<name>.png (the HR image, modcropped to the scale), OUT/LR/<name>.png (the degraded
+image) and OUT/params.json ({name: the drawn parameters}, the pipeline and its settings).
+Pipelines:
+  realesrgan  Real-ESRGAN's two-order chain (jsr.ops.realworld, the training sampler itself, with
+              the papers' parameters), made from the HR itself (not its unsharp-masked copy,
+              which only training targets use); LR = HR / scale.
+  bsrgan      BSRGAN's shuffled chain (jsr.ops.realworld); LR = HR / scale.
+  kernel      DIV2KRK-style: one random anisotropic Gaussian per image with multiplicative noise
+              (jsr.ops.realworld.div2krk_kernel), then direct s-fold subsampling; the kernel is
+              saved as OUT/kernels/<name>.npy (the ground truth for blind methods).
+  csrgan      CSRGAN's blur -> downscale -> noise -> bicubic back to the HR size, with the ranges
+              of --config's `degradation` block (jsr.methods.csrgan.degrade): the LR is the HR's
+              size; score with --scale=1.
+Image i draws from fold_in(key(seed), i) (numpy: default_rng([seed, i])), so a set is
+reproducible image by image, and the same seed writes byte-identical files. Gray images are
+degraded as gray.
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jsr import io as jio  # pylint: disable=g-import-not-at-top
 from jsr.methods import csrgan  # pylint: disable=g-import-not-at-top
+from jsr.ops import degrade as degrade_ops  # pylint: disable=g-import-not-at-top
+from jsr.ops import realworld  # pylint: disable=g-import-not-at-top
+
+PIPELINES = ("realesrgan", "bsrgan", "kernel", "csrgan")
 
 FLAGS = flags.FLAGS
 
@@ -37,9 +50,11 @@ def define_flags() -> None:
   """Defined on demand: tests import this module (for make_set) more than once."""
   flags.DEFINE_string("data", None, "HR images (folder or file).")
   flags.DEFINE_string("out", None, "Output folder (LR/, HR/, params.json).")
-  flags.DEFINE_enum("pipeline", "csrgan", ["csrgan"], "Degradation pipeline.")
+  flags.DEFINE_enum("pipeline", "realesrgan", list(PIPELINES), "Degradation pipeline.")
+  flags.DEFINE_integer("scale", 4, "Downscaling factor (realesrgan, bsrgan, kernel).")
   flags.DEFINE_integer("seed", 0, "Seed: image i draws from fold_in(key(seed), i).")
-  flags.DEFINE_string("config", "configs/csrgan.py", "Config whose `degradation` block is used.")
+  flags.DEFINE_string("config", "configs/csrgan.py",
+                      "csrgan only: the config whose `degradation` block is used.")
 
 
 def load_config(spec: str):
@@ -50,8 +65,55 @@ def load_config(spec: str):
   return module.get_config(arg or None)
 
 
+def _to_json(params: dict) -> dict:
+  out = {}
+  for k, v in params.items():
+    v = np.asarray(v)
+    out[k] = v[0].tolist() if v.ndim and v.shape[0] == 1 else v.tolist()
+  return out
+
+
+def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: int,
+                       seed: int = 0) -> dict:
+  """Degrade each HR image (modcropped to `scale`) once by `pipeline`; returns {name: params}."""
+  out = Path(out)
+  for sub in ("LR", "HR") + (("kernels",) if pipeline == "kernel" else ()):
+    (out / sub).mkdir(parents=True, exist_ok=True)
+  deg = None
+  if pipeline in realworld.PIPELINES:
+    deg = realworld.default_config(pipeline)
+    if pipeline == "realesrgan":
+      deg.sharpen_input = False  # a test set degrades the HR it is scored against
+    fn = jax.jit(lambda hr, key: realworld.degrade(hr, key, deg, scale)[::2])
+  drawn = {}
+  for i, path in enumerate(paths):
+    img = jio.load_image(path).image
+    h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+    img = img[:h, :w]
+    name = Path(path).stem
+    if pipeline == "kernel":
+      kernel, params = realworld.div2krk_kernel(np.random.default_rng([seed, i]), scale)
+      lr = degrade_ops.degrade(jnp.asarray(img)[None], scale, kernel=kernel, mode="direct")
+      lr = np.clip(np.round(np.asarray(lr[0]) * 255.0), 0, 255) / 255.0
+      np.save(out / "kernels" / f"{name}.npy", kernel)
+    else:
+      lr, params = fn(jnp.asarray(img)[None], jax.random.fold_in(jax.random.key(seed), i))
+      lr = np.asarray(lr[0])
+      params = _to_json(params)
+    jio.save_image(out / "HR" / f"{name}.png", img)
+    jio.save_image(out / "LR" / f"{name}.png", lr)
+    drawn[name] = params
+  meta = {"pipeline": pipeline, "scale": scale, "seed": seed, "source": [str(p) for p in paths],
+          "degradation": deg.to_dict() if deg is not None else {
+              "div2krk": {str(k): v for k, v in realworld.DIV2KRK.items()},
+              "downsample": "direct", "noise_level": 0.25},
+          "params": drawn}
+  (out / "params.json").write_text(json.dumps(meta, indent=1))
+  return drawn
+
+
 def make_set(paths: list[str], out: str | Path, config, seed: int = 0) -> dict:
-  """Degrade each HR image once; returns {name: parameters}."""
+  """CSRGAN: degrade each HR image once; returns {name: parameters}."""
   out = Path(out)
   (out / "LR").mkdir(parents=True, exist_ok=True)
   (out / "HR").mkdir(parents=True, exist_ok=True)
@@ -75,8 +137,11 @@ def main(argv):
   del argv
   if not FLAGS.data or not FLAGS.out:
     sys.exit("error: --data and --out are required")
-  config = load_config(FLAGS.config)
-  drawn = make_set(jio.list_images(FLAGS.data), FLAGS.out, config, FLAGS.seed)
+  paths = jio.list_images(FLAGS.data)
+  if FLAGS.pipeline == "csrgan":
+    drawn = make_set(paths, FLAGS.out, load_config(FLAGS.config), FLAGS.seed)
+  else:
+    drawn = make_realworld_set(paths, FLAGS.out, FLAGS.pipeline, FLAGS.scale, FLAGS.seed)
   print(f"wrote {len(drawn)} pairs to {FLAGS.out} (LR/, HR/, params.json)")
 
 

@@ -139,6 +139,8 @@ def _check(config: ml_collections.ConfigDict) -> None:
 
 def init(config: ml_collections.ConfigDict, rng, batch) -> State:
   _check(config)
+  supervised.sharpen_targets(config)
+  supervised._pipeline(config.degradation)  # pylint: disable=protected-access
   patch = batch["image"].shape[1]
   supervised.check_patch(config, patch)
   g_rng, d_rng = jax.random.split(rng)
@@ -166,6 +168,11 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   hr = supervised._to_float(batch["image"])  # pylint: disable=protected-access
   kernel = degrade_ops.kernel_from_config(config.degradation)
   lr = supervised.batch_lr(batch, hr, config, jax.random.fold_in(rng, 0), kernel)
+  # Real-ESRGAN compares L1 and perceptual terms with the sharpened HR; D always sees the HR.
+  sharp_for = supervised.sharpen_targets(config)
+  hr_sharp = supervised.sharpened(hr, config) if sharp_for else hr
+  hr_pix = hr_sharp if "pixel" in sharp_for else hr
+  hr_feat = hr_sharp if "perceptual" in sharp_for else hr
   g_net, d_net = create_generator(config), create_discriminator(config)
   gan = config.gan
   layers = feature_layers(config)
@@ -175,7 +182,7 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
   if layers:
     vgg_net = create_vgg(config)
     vgg_apply = lambda x: vgg_net.apply({"params": frozen["vgg"]}, x, taps=tuple(layers))
-    feats_hr = jax.lax.stop_gradient(vgg_apply(hr))
+    feats_hr = jax.lax.stop_gradient(vgg_apply(hr_feat))
 
   # D on HR, for G's relativistic term only: D's current parameters, a constant for G.
   d_real_for_g = None
@@ -187,7 +194,7 @@ def train_step(state: State, batch, rng, config: ml_collections.ConfigDict, froz
     terms = {}
     total = 0.0
     if pixel_fn is not None:
-      pix_total, _ = pixel_fn(sr, hr)
+      pix_total, _ = pixel_fn(sr, hr_pix)
       terms["l_pix"] = pix_total
       total += pix_total
     if layers:

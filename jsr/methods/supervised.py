@@ -10,6 +10,12 @@ device, inside the step, in jnp:
     every s-th pixel, or "bicubic"), as in jsr.ops.degrade (the same block as configs/selfsup.py).
   * `degradation.noise_sigma` > 0 adds white Gaussian noise (std on the [0, 1] scale) drawn from the
     step's rng; `quantize` then rounds the noisy LR to 8 bits.
+  * `degradation.pipeline="realesrgan"` / `"bsrgan"`: a random real-world chain per sample (blur,
+    resize, noise, JPEG; jsr.ops.realworld) with the parameters of `degradation.<pipeline>`,
+    instead of all of the above.
+
+`degradation.sharpen.targets` ("pixel", Real-ESRGAN's l1_gt_usm) makes the loss compare with the
+unsharp-masked HR crop (BasicSR's USMSharp) instead of the crop itself.
 
 LR synthesis is wrapped in stop_gradient: it is data, not part of the model (and the rounding has
 no useful gradient anyway).
@@ -50,6 +56,7 @@ from jsr import models
 from jsr import optim
 from jsr.models import common
 from jsr.ops import degrade as degrade_ops
+from jsr.ops import realworld
 from jsr.ops.resize import imresize
 
 
@@ -77,12 +84,37 @@ def _quantize(x):
   return jnp.clip(jnp.round(x * 255.0), 0.0, 255.0) / 255.0
 
 
+PIPELINES = ("classical",) + realworld.PIPELINES
+
+
+def _pipeline(deg) -> str:
+  if deg.pipeline not in PIPELINES:
+    raise ValueError(f"config.degradation.pipeline must be one of {PIPELINES}, "
+                     f"got {deg.pipeline!r}")
+  return deg.pipeline
+
+
+def sharpen_targets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The loss terms that compare with the unsharp-masked HR (config.degradation.sharpen.targets)."""
+  names = tuple(t.strip() for t in config.degradation.sharpen.targets.split(",") if t.strip())
+  for t in names:
+    if t not in ("pixel", "perceptual"):
+      raise ValueError(f"config.degradation.sharpen.targets={config.degradation.sharpen.targets!r}:"
+                       f" {t!r} is not one of pixel, perceptual")
+  return names
+
+
 def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
   """HR (N, P, P, C) float in [0, 1] -> LR (N, P/s, P/s, C), no gradient.
 
   `kernel` is degrade_ops.kernel_from_config(config.degradation), passed in so it is built (or loaded) once.
   """
   deg, s = config.degradation, config.scale
+  if _pipeline(deg) != "classical":
+    if rng is None:
+      raise ValueError(f"config.degradation.pipeline={deg.pipeline!r} needs the step's rng")
+    lr, _, _ = realworld.degrade(hr, rng, deg[deg.pipeline], s, deg.sharpen)
+    return jax.lax.stop_gradient(lr)
   if deg.kernel == "bicubic":
     # MATLAB's uint8 path rounds after each axis pass; quantize=True reproduces it bit for bit.
     lr = imresize(hr, 1.0 / s, quantize=deg.quantize)
@@ -108,6 +140,12 @@ def batch_lr(batch, hr, config: ml_collections.ConfigDict, rng=None, kernel=None
   if lr.shape[-3] == hr.shape[-3] and config.scale > 1:  # Pre-upsampled pairs.
     lr = imresize(lr, 1.0 / config.scale, quantize=True)
   return jax.lax.stop_gradient(lr)
+
+
+def sharpened(hr, config: ml_collections.ConfigDict):
+  """The unsharp-masked HR crop (config.degradation.sharpen), no gradient."""
+  sh = config.degradation.sharpen
+  return jax.lax.stop_gradient(realworld.usm_sharp(hr, sh.weight, sh.radius, sh.threshold))
 
 
 def level_targets(hr, outputs) -> list:
@@ -143,6 +181,8 @@ def init(config: ml_collections.ConfigDict, rng, batch) -> TrainState:
   patch = batch["image"].shape[1]
   check_patch(config, patch)
   losses.parse_loss(config.loss)  # An unknown term fails here, before anything compiles.
+  _pipeline(config.degradation)
+  sharpen_targets(config)
   model = create_model(config)
   dummy = jnp.zeros((1, patch // config.scale, patch // config.scale, 3), jnp.float32)
   variables = common.init_variables(model, rng, dummy)
@@ -196,6 +236,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
   hr = _to_float(batch["image"])
   noise_rng = None if rng is None else jax.random.fold_in(rng, 0)
   lr = batch_lr(batch, hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
+  target = sharpened(hr, config) if "pixel" in sharpen_targets(config) else hr
   loss_fn = losses.parse_loss(config.loss)
   has_bn = state.batch_stats is not None
 
@@ -206,7 +247,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
       out, updates = state.apply_fn(variables, lr, train=True, mutable=["batch_stats"])
     else:
       out, updates = state.apply_fn(variables, lr, train=True), {}
-    total, terms = compute_loss(out, hr, loss_fn, config.scale)
+    total, terms = compute_loss(out, target, loss_fn, config.scale)
     return total, (terms, _as_list(out)[-1], updates)
 
   (loss, (terms, sr, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
