@@ -3,6 +3,8 @@ and filters), USM against BasicSR's formula written here, and the two pipelines'
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import cv2
 import jax
@@ -12,6 +14,9 @@ import pytest
 
 from configs import common
 from jsr.ops import realworld
+
+# Compile time dominates (the pipelines are long programs of small ops).
+jax.config.update("jax_disable_most_optimizations", True)
 
 CV2_MODES = {0: cv2.INTER_AREA, 1: cv2.INTER_LINEAR, 2: cv2.INTER_CUBIC}
 
@@ -108,49 +113,69 @@ def test_bsrgan_shift_kernel_matches_linear_interpolation():
 # ------------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
+def _run(pipeline: str, scale: int, batch: int = 16, size: int = 32):
+  """One compiled pipeline per (pipeline, scale), run on: key 0 twice, key 1, and identical
+  crops; returns numpy outputs and the compile count."""
+  deg = realworld.default_config(pipeline)
+  hr = jnp.asarray(np.stack([_image(size, size, seed=s % 4) for s in range(batch)]))
+  fn = jax.jit(lambda x, key: realworld.degrade(x, key, deg, scale))
+  out0 = jax.tree.map(np.asarray, fn(hr, jax.random.key(0)))
+  again = np.asarray(fn(hr, jax.random.key(0))[0])
+  other = np.asarray(fn(hr, jax.random.key(1))[0])
+  same = np.asarray(fn(jnp.broadcast_to(hr[:1], hr.shape), jax.random.key(2))[0])
+  return deg, hr, out0, again, other, same, fn._cache_size()  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("pipeline,scale", [("realesrgan", 4), ("bsrgan", 4), ("bsrgan", 2)])
 def test_pipeline_shapes_range_and_determinism(pipeline, scale):
-  deg = realworld.default_config(pipeline)
-  hr = jnp.asarray(np.stack([_image(64, 64, seed=s) for s in range(3)]))
-  fn = jax.jit(lambda x, key: realworld.degrade(x, key, deg, scale))
-  lr, gt, params = fn(hr, jax.random.key(0))
-  chex.assert_shape(lr, (3, 64 // scale, 64 // scale, 3))
+  _, hr, (lr, gt, params), again, other, same, compiles = _run(pipeline, scale)
+  b, size = hr.shape[0], hr.shape[1]
+  chex.assert_shape(lr, (b, size // scale, size // scale, 3))
   chex.assert_shape(gt, hr.shape)
-  lr = np.asarray(lr)
   assert np.all(np.isfinite(lr)) and lr.min() >= 0 and lr.max() <= 1
   np.testing.assert_allclose(lr * 255, np.round(lr * 255), atol=1e-4)  # 8-bit values
-  lr2, _, _ = fn(hr, jax.random.key(0))
-  np.testing.assert_array_equal(lr, np.asarray(lr2))
-  lr3, _, _ = fn(hr, jax.random.key(1))
-  assert np.abs(lr - np.asarray(lr3)).mean() > 1e-3
+  np.testing.assert_array_equal(lr, again)
+  assert np.abs(lr - other).mean() > 1e-3
   # Identical HR crops still get their own chains.
-  same = jnp.broadcast_to(hr[:1], hr.shape)
-  lr_same = np.asarray(fn(same, jax.random.key(2))[0])
-  assert np.abs(lr_same[0] - lr_same[1]).mean() > 1e-3
-  for v in params.values():
-    assert v.shape[0] == 3
-  assert fn._cache_size() == 1  # pylint: disable=protected-access
+  assert np.abs(same[0] - same[1]).mean() > 1e-3
+  for k, v in params.items():
+    assert v.shape[:1] == ((b,) if k != "resize1_bucket" else ()), k  # the bucket is per batch
+  assert compiles == 1
 
 
-def test_realesrgan_first_resize_draws_follow_the_config():
+def test_realesrgan_jpeg_draws_follow_the_config():
+  _, _, (_, _, p), *_ = _run("realesrgan", 4)
+  for q in (p["jpeg1"], p["jpeg2"]):
+    assert q.min() >= 30 and q.max() <= 95 and np.all(q == np.round(q))
+
+
+@pytest.mark.parametrize("split", [0.5, 0.0])
+def test_first_resize_law_is_the_papers_per_sample(split):
+  """Per-batch buckets or not, each sample's (kind, factor) has Real-ESRGAN's law: kind ~
+  resize_prob (up, down, keep), factor ~ U[1, 1.5] / U[0.15, 1] / 1."""
   deg = realworld.default_config("realesrgan")
-  hr = jnp.full((64, 32, 32, 3), 0.5, jnp.float32)
-  _, _, p = jax.jit(lambda x, k: realworld.degrade(x, k, deg, 4))(hr, jax.random.key(3))
-  kind, f = np.asarray(p["resize1_kind"]), np.asarray(p["resize1"])
-  assert np.all((f[kind == 0] >= 1) & (f[kind == 0] <= 1.5))
-  assert np.all((f[kind == 1] >= 0.15) & (f[kind == 1] <= 1))
-  assert np.all(f[kind == 2] == 1)
-  freq = np.bincount(kind, minlength=3) / len(kind)
-  np.testing.assert_allclose(freq, deg.resize_prob, atol=0.2)
-  q = np.asarray(p["jpeg1"])
-  assert q.min() >= 30 and q.max() <= 95
+  deg.resize_split = split
+  draw = jax.jit(jax.vmap(lambda k: realworld.first_resize_draws(k, 8, deg)))
+  bucket, kind, f = (np.asarray(a) for a in draw(jax.random.split(jax.random.key(0), 4000)))
+  kind, f = kind.ravel(), f.ravel()
+  n = kind.size
+  freq = np.bincount(kind, minlength=3) / n
+  # Samples within a batch share its bucket: the std of a frequency is that of 4000 batches.
+  np.testing.assert_allclose(freq, deg.resize_prob, atol=4 * np.sqrt(0.25 / 4000))
+  up, down = f[kind == 0], f[kind == 1]
+  assert up.min() >= 1 and up.max() <= 1.5 and np.all(f[kind == 2] == 1)
+  assert down.min() >= 0.15 and down.max() <= 1
+  # Uniform on [0.15, 1]: mean 0.575, and the fraction below 0.5 is 0.35 / 0.85.
+  assert abs(down.mean() - 0.575) < 0.01 and abs(up.mean() - 1.25) < 0.01
+  assert abs(np.mean(down < 0.5) - 0.35 / 0.85) < 0.02
+  if split:
+    assert set(np.unique(bucket)) == {0, 1, 2}
 
 
 def test_bsrgan_orders_keep_downsample2_before_downsample3():
-  deg = realworld.default_config("bsrgan")
-  hr = jnp.full((16, 32, 32, 3), 0.5, jnp.float32)
-  _, _, p = jax.jit(lambda x, k: realworld.degrade(x, k, deg, 4))(hr, jax.random.key(4))
-  order = np.asarray(p["order"])
+  _, _, (_, _, p), *_ = _run("bsrgan", 4)
+  order = p["order"]
   for row in order:
     assert sorted(row.tolist()) == list(range(7))
     assert row.tolist().index(2) < row.tolist().index(3)

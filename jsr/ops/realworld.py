@@ -40,6 +40,7 @@ tested against its reference there. `default_config(pipeline)` holds the papers'
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -96,6 +97,9 @@ def default_config(pipeline: str = "realesrgan") -> ml_collections.ConfigDict:
     c.jpeg_range2 = (30.0, 95.0)
     c.final_sinc_prob = 0.8
     c.sharpen_input = True  # BasicSR degrades the unsharp-masked GT
+    # First-resize buckets (first_resize_draws): per batch up / [split, 1] / [lo, split], per
+    # sample within; the marginal law is the paper's. 0 = one (largest) buffer for all.
+    c.resize_split = 0.5
   elif pipeline == "bsrgan":
     c.scale2_prob = 0.25  # x4 only: a first x2 downscale
     c.jpeg_prob = 0.9
@@ -249,17 +253,39 @@ def _cv2_gaussian_taps(ksize: int) -> np.ndarray:
   return (g / g.sum()).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=32)
+def _reflect_band(n: int, taps: np.ndarray | tuple) -> np.ndarray:
+  """(n, n) matrix of a 1-D correlation with `taps` under reflect padding (edge not repeated)."""
+  taps = np.asarray(taps, np.float64)
+  r = len(taps) // 2
+  m = np.zeros((n, n), np.float64)
+  if n == 1:
+    return np.ones((1, 1), np.float32)
+  for i in range(n):
+    for t, w in enumerate(taps):
+      p = abs(i + t - r)
+      while p > n - 1 or p < 0:  # reflect until inside (kernels wider than the image)
+        p = 2 * (n - 1) - p if p > n - 1 else -p
+      m[i, p] += w
+  return m.astype(np.float32)
+
+
 def usm_sharp(x, weight: float = 0.5, radius: int = 50, threshold: float = 10):
   """BasicSR's USMSharp: sharp = clip(x + w (x - blur(x))), blended in where |x - blur| > t/255
   (a soft mask, itself blurred). Gaussian of `radius` (made odd) taps, reflect borders."""
   ksize = radius + 1 if radius % 2 == 0 else radius
-  g = _cv2_gaussian_taps(ksize)
-  k = jnp.asarray(np.outer(g, g))
-  kb = jnp.broadcast_to(k, (x.shape[0],) + k.shape)
-  blur = filter2d(x, kb)
+  g = tuple(_cv2_gaussian_taps(ksize).tolist())
+  # The Gaussian is separable and the image full-size: two static band matrices (reflect folded
+  # in) beat a 2-D FFT of the padded image.
+  mh = jnp.asarray(_reflect_band(x.shape[1], g))
+  mw = jnp.asarray(_reflect_band(x.shape[2], g))
+  blur_fn = lambda a: jnp.einsum("ih,bhwc->biwc", mh, jnp.einsum("jw,bhwc->bhjc", mw, a,
+                                                                  precision=HIGHEST),
+                                 precision=HIGHEST)
+  blur = blur_fn(x)
   residual = x - blur
   mask = (jnp.abs(residual) * 255.0 > threshold).astype(x.dtype)
-  soft = filter2d(mask, kb)
+  soft = blur_fn(mask)
   sharp = jnp.clip(x + weight * residual, 0.0, 1.0)
   return soft * sharp + (1.0 - soft) * x
 
@@ -267,6 +293,13 @@ def usm_sharp(x, weight: float = 0.5, radius: int = 50, threshold: float = 10):
 # ------------------------------------------------------------------------------------------------
 # Real-ESRGAN.
 # ------------------------------------------------------------------------------------------------
+
+
+def fast_key(rng):
+  """A key of XLA's RngBitGenerator ("rbg") seeded from `rng`: it draws the large noise fields
+  about 2x faster than threefry on a CPU, and is as deterministic for a given key, program and
+  device layout (its bits may differ between backends, which threefry's do not)."""
+  return jax.random.wrap_key_data(jax.random.bits(rng, (4,), jnp.uint32), impl="rbg")
 
 
 def _uniform(key, b, lo, hi):
@@ -284,10 +317,11 @@ def _random_factor(key, b, prob, rng_range):
 
 def _noise(key, x, gaussian_prob, sigma_range, poisson_range, gray_prob):
   """Gaussian (prob. gaussian_prob) or Poisson noise per sample, clipped to [0, 1]."""
-  kc, kg, kp = jax.random.split(key, 3)
+  kc, kg, kp, kb = jax.random.split(key, 4)
   use_gauss = jax.random.uniform(kc, (x.shape[0],)) < gaussian_prob
-  xg, pg = noise_ops.random_gaussian(kg, x, sigma_range, gray_prob)
-  xp, pp = noise_ops.random_poisson(kp, x, poisson_range, gray_prob)
+  bits = noise_ops.random_bits(kb, x.shape)  # one field: each sample keeps one of the two
+  xg, pg = noise_ops.random_gaussian(kg, x, sigma_range, gray_prob, bits=bits)
+  xp, pp = noise_ops.random_poisson(kp, x, poisson_range, gray_prob, bits=bits)
   out = jnp.where(use_gauss[:, None, None, None], xg, xp)
   params = {"gaussian": use_gauss, **{f"gaussian_{k}": v for k, v in pg.items()},
             **{f"poisson_{k}": v for k, v in pp.items()}}
@@ -303,6 +337,46 @@ def _round16(n: float) -> int:
   return int(math.ceil(n / 16.0) * 16)
 
 
+def _bucket_tops(deg) -> tuple[float, ...]:
+  """The largest factor of each first-resize bucket: up, [split, 1] with keep, [lo, split]."""
+  hi = max(deg.resize_range[1], 1.0)
+  if not deg.resize_split:
+    return (hi,)
+  return (hi, 1.0, deg.resize_split)
+
+
+def first_resize_draws(key, b: int, deg):
+  """Real-ESRGAN's first resize per sample: (bucket, kind, factor), kind 0 up / 1 down / 2 keep.
+
+  Each sample's (kind, factor) has the paper's law: kind ~ resize_prob, factor ~ U[1, hi] (up),
+  U[lo, 1] (down) or 1. With `resize_split` in (lo, 1) the batch first draws one bucket -- up,
+  [split, 1] or keep, [lo, split] -- with the probability the law gives it, and every sample
+  then draws within that bucket: the marginal law is unchanged, and the first-order buffer is
+  the bucket's size instead of the largest (the mean area falls ~2x at the paper's ranges).
+  resize_split = 0: no buckets, every sample draws freely (bucket 0, the largest buffer).
+  """
+  lo, hi = deg.resize_range
+  p_up, p_down, p_keep = (float(v) for v in deg.resize_prob)
+  kb, kk, ku = jax.random.split(key, 3)
+  if not deg.resize_split:
+    kind, f = _random_factor(key, b, deg.resize_prob, deg.resize_range)
+    return jnp.zeros((), jnp.int32), kind, f
+  split = float(deg.resize_split)
+  if not lo < split < 1.0:
+    raise ValueError(f"resize_split={split} must lie inside the down range ({lo}, 1) or be 0")
+  p_small = p_down * (split - lo) / (1.0 - lo)
+  probs = jnp.asarray([p_up, p_down - p_small + p_keep, p_small], jnp.float32)
+  bucket = jax.random.categorical(kb, jnp.log(probs)).astype(jnp.int32)
+  keep = jax.random.uniform(kk, (b,)) < p_keep / max(p_down - p_small + p_keep, 1e-12)
+  u = jax.random.uniform(ku, (b,))
+  up_f = 1.0 + u * (hi - 1.0)
+  large_f = jnp.where(keep, 1.0, split + u * (1.0 - split))
+  small_f = lo + u * (split - lo)
+  f = jnp.where(bucket == 0, up_f, jnp.where(bucket == 1, large_f, small_f))
+  kind = jnp.where(bucket == 0, 0, jnp.where((bucket == 1) & keep, 2, 1)).astype(jnp.int32)
+  return bucket, kind, f
+
+
 def realesrgan(hr, rng, deg, scale: int, sharpen=None):
   """Real-ESRGAN's two-order degradation of (B, H, W, C) HR crops -> (lr, gt_usm, params).
 
@@ -313,7 +387,7 @@ def realesrgan(hr, rng, deg, scale: int, sharpen=None):
   if h % scale or w % scale:
     raise ValueError(f"realesrgan: the HR crop {h}x{w} must be divisible by scale={scale}")
   sharpen = sharpen or sharpen_config()
-  keys = iter(jax.random.split(rng, 24))
+  keys = iter(jax.random.split(fast_key(rng), 24))
   hr = hr.astype(jnp.float32)
   gt_usm = usm_sharp(hr, sharpen.weight, sharpen.radius, sharpen.threshold)
   x = gt_usm if deg.sharpen_input else hr
@@ -326,36 +400,45 @@ def realesrgan(hr, rng, deg, scale: int, sharpen=None):
       betap_range=tuple(deg.betap_range), sinc_prob=deg.sinc_prob)
   params.update({f"kernel1_{k}": v for k, v in p.items()})
   x = filter2d(x, k1)
-  kind, f1 = _random_factor(next(keys), b, deg.resize_prob, deg.resize_range)
+  bucket, kind, f1 = first_resize_draws(next(keys), b, deg)
   mode1 = jax.random.randint(next(keys), (b,), 0, 3)
   h1 = jnp.maximum(jnp.floor(h * f1), 1).astype(jnp.int32)
   w1 = jnp.maximum(jnp.floor(w * f1), 1).astype(jnp.int32)
-  rows1 = _round16(h * max(deg.resize_range[1], 1.0))
-  cols1 = _round16(w * max(deg.resize_range[1], 1.0))
-  x = jnp.clip(resize(x, h, w, h1, w1, mode1, rows1, cols1), 0.0, 1.0)
-  params.update(resize1=f1, resize1_mode=mode1, resize1_kind=kind)
-  x, p = _noise(next(keys), x, deg.gaussian_noise_prob, deg.noise_range, deg.poisson_scale_range,
-                deg.gray_noise_prob)
-  params.update({f"noise1_{k}": v for k, v in p.items()})
-  x, q1 = _jpeg(next(keys), x, h1, w1, deg.jpeg_range)
-  params["jpeg1"] = q1
-
-  # ---- Second order, towards the LR size.
+  params.update(resize1=f1, resize1_mode=mode1, resize1_kind=kind, resize1_bucket=bucket)
+  noise_key, jpeg_key = next(keys), next(keys)
+  # The second order's blur and resize, drawn here: they run inside the first order's bucket.
   k2, p = kernel_ops.random_mixed_kernels(
       next(keys), b, kernel_list=tuple(deg.kernel_list), kernel_prob=tuple(deg.kernel_prob),
       sigma_range=tuple(deg.blur_sigma2), betag_range=tuple(deg.betag_range2),
       betap_range=tuple(deg.betap_range2), sinc_prob=deg.sinc_prob2)
   blur2 = jax.random.uniform(next(keys), (b,)) < deg.second_blur_prob
   params.update({f"kernel2_{k}": v for k, v in p.items()}, blur2=blur2)
-  x = jnp.where(blur2[:, None, None, None], filter2d(x, k2, h1, w1), x)
   kind2, f2 = _random_factor(next(keys), b, deg.resize_prob2, deg.resize_range2)
   mode2 = jax.random.randint(next(keys), (b,), 0, 3)
   h2 = jnp.maximum(jnp.floor(h / scale * f2), 1).astype(jnp.int32)
   w2 = jnp.maximum(jnp.floor(w / scale * f2), 1).astype(jnp.int32)
   rows2 = _round16(h / scale * max(deg.resize_range2[1], 1.0))
   cols2 = _round16(w / scale * max(deg.resize_range2[1], 1.0))
-  x = jnp.clip(resize(x, h1, w1, h2, w2, mode2, rows2, cols2), 0.0, 1.0)
   params.update(resize2=f2, resize2_mode=mode2, resize2_kind=kind2)
+
+  def first_order(top: float, x):
+    """resize1 -> noise -> JPEG, then the second blur and resize, in a buffer of the bucket's
+    largest size: noise and JPEG cost the bucket's area, not (1.5 H)^2."""
+    rows, cols = _round16(h * top), _round16(w * top)
+    y = jnp.clip(resize(x, h, w, h1, w1, mode1, rows, cols), 0.0, 1.0)
+    y, pn = _noise(noise_key, y, deg.gaussian_noise_prob, deg.noise_range,
+                   deg.poisson_scale_range, deg.gray_noise_prob)
+    y, q = _jpeg(jpeg_key, y, h1, w1, deg.jpeg_range)
+    y = jnp.where(blur2[:, None, None, None], filter2d(y, k2, h1, w1), y)
+    y = jnp.clip(resize(y, h1, w1, h2, w2, mode2, rows2, cols2), 0.0, 1.0)
+    return y, pn, q
+
+  branches = [functools.partial(first_order, t) for t in _bucket_tops(deg)]
+  x, p, q1 = branches[0](x) if len(branches) == 1 else jax.lax.switch(bucket, branches, x)
+  params.update({f"noise1_{k}": v for k, v in p.items()})
+  params["jpeg1"] = q1
+
+  # ---- Second order's noise, then towards the LR size.
   x, p = _noise(next(keys), x, deg.gaussian_noise_prob2, deg.noise_range2,
                 deg.poisson_scale_range2, deg.gray_noise_prob2)
   params.update({f"noise2_{k}": v for k, v in p.items()})
@@ -431,7 +514,7 @@ def bsrgan(hr, rng, deg, scale: int):
   if scale not in (2, 3, 4) or h % scale or w % scale:
     raise ValueError(f"bsrgan: scale must be 2, 3 or 4 and divide the HR crop {h}x{w}; "
                      f"got scale={scale}")
-  keys = iter(jax.random.split(rng, 64))
+  keys = iter(jax.random.split(fast_key(rng), 64))
   x = hr.astype(jnp.float32)
   params = {}
   full_h, full_w = _as_sizes(h, b), _as_sizes(w, b)
