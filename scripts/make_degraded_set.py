@@ -23,6 +23,7 @@ degraded as gray.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -73,6 +74,20 @@ def _to_json(params: dict) -> dict:
   return out
 
 
+def _test_set_config(pipeline: str):
+  deg = realworld.default_config(pipeline)
+  if pipeline == "realesrgan":
+    deg.sharpen_input = False  # a test set degrades the HR it is scored against
+  return deg
+
+
+@functools.lru_cache(maxsize=None)
+def _degrade_fn(pipeline: str, scale: int):
+  """One jitted pipeline per (pipeline, scale), reused across sets (it compiles per image size)."""
+  deg = _test_set_config(pipeline)
+  return jax.jit(lambda hr, key: realworld.degrade(hr, key, deg, scale)[::2])
+
+
 def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: int,
                        seed: int = 0) -> dict:
   """Degrade each HR image (modcropped to `scale`) once by `pipeline`; returns {name: params}."""
@@ -81,10 +96,8 @@ def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: 
     (out / sub).mkdir(parents=True, exist_ok=True)
   deg = None
   if pipeline in realworld.PIPELINES:
-    deg = realworld.default_config(pipeline)
-    if pipeline == "realesrgan":
-      deg.sharpen_input = False  # a test set degrades the HR it is scored against
-    fn = jax.jit(lambda hr, key: realworld.degrade(hr, key, deg, scale)[::2])
+    deg = _test_set_config(pipeline)
+    fn = _degrade_fn(pipeline, scale)
   drawn = {}
   for i, path in enumerate(paths):
     img = jio.load_image(path).image

@@ -127,7 +127,7 @@ def _run(pipeline: str, scale: int, batch: int = 16, size: int = 32):
   return deg, hr, out0, again, other, same, fn._cache_size()  # pylint: disable=protected-access
 
 
-@pytest.mark.parametrize("pipeline,scale", [("realesrgan", 4), ("bsrgan", 4), ("bsrgan", 2)])
+@pytest.mark.parametrize("pipeline,scale", [("realesrgan", 4), ("bsrgan", 4)])
 def test_pipeline_shapes_range_and_determinism(pipeline, scale):
   _, hr, (lr, gt, params), again, other, same, compiles = _run(pipeline, scale)
   b, size = hr.shape[0], hr.shape[1]
