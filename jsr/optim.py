@@ -14,6 +14,7 @@ The block (`config.optim` in the method configs) holds:
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -81,3 +82,17 @@ def default_config() -> ml_collections.ConfigDict:
       name="adam", lr=1e-4, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
       schedule="constant", warmup_steps=0, decay_steps=200_000, decay_factor=0.5, milestones=(),
       grad_clip_norm=0.0))
+
+
+def ema_decay_at(decay: float, step):
+  """The EMA decay used at `step` (0-based, before the update): min(decay, (1 + t) / (10 + t)).
+
+  TensorFlow's ExponentialMovingAverage `num_updates` warm-up: the first updates average fast, so
+  the EMA never keeps much of the random initialisation. Without it an EMA of 0.999 still holds
+  0.999^1200 = 30% of the initial weights after 1,200 steps, which can wreck a short run's model
+  (an RRDBNet at 1,200 steps: 13.9 dB on Set5 with that EMA, 25.8 dB with the raw weights). The
+  warm-up reaches `decay` at t = (10 decay - 1) / (1 - decay) (8,991 steps for 0.999), a rounding
+  error for the papers' 400k-1M-step runs, which BasicSR starts from pretrained weights anyway.
+  """
+  t = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + t) / (10.0 + t))

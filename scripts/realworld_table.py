@@ -45,6 +45,8 @@ def define_flags() -> None:
   flags.DEFINE_string("metrics", "psnr,ssim,lpips", "jsr.evaluate metric names.")
   flags.DEFINE_string("niqe_data", "samples:eval", "LR-only photos for NIQE ('' = skip).")
   flags.DEFINE_integer("tile", 0, "Tile size for the runs' inference (0 = whole images).")
+  flags.DEFINE_list("raw_weights", [], "Runs (by NAME) scored with their raw weights instead of "
+                    "the EMA that predict reads (a run trained before the EMA warm-up).")
   flags.DEFINE_string("output", "", "JSON of the table.")
   flags.DEFINE_string("figure", "", "Comparison PNG.")
   flags.DEFINE_list("figure_images", [], "PIPELINE/SET/name of the images in the figure.")
@@ -64,7 +66,12 @@ def main(argv):
   runs = compare_crops.parse_runs(FLAGS.runs) if FLAGS.runs else {}
   fns = {"bicubic": evaluate.interpolation_fn("bicubic", s)}
   for name, workdir in runs.items():
-    fns[name] = inference.load_sr_fn(workdir, s, tile=FLAGS.tile)[0]
+    if name in FLAGS.raw_weights:
+      config, method, state, _ = inference.load_state(workdir)
+      predict = lambda v, lr, m=method, c=config: m.predict(v, lr, c)
+      fns[name] = inference.make_sr_fn(predict, {"params": state.params}, s, tile=FLAGS.tile)
+    else:
+      fns[name] = inference.load_sr_fn(workdir, s, tile=FLAGS.tile)[0]
   table, outputs = {}, {}
   for folder in FLAGS.sets:
     key = set_name(folder)

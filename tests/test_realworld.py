@@ -189,3 +189,12 @@ def test_degradation_block_reaches_supervised_and_gan_configs():
   assert config.degradation.pipeline == "classical"
   assert tuple(config.degradation.realesrgan.resize_range) == (0.15, 1.5)
   assert config.degradation.bsrgan.jpeg_prob == 0.9
+
+
+def test_bsrgan_noise_on_gray_images_is_gaussian_of_the_drawn_level():
+  x = jnp.full((64, 48, 48, 1), 0.5, jnp.float32)
+  out, p = realworld._bsrgan_noise(jax.random.key(0), x, (2, 25))  # pylint: disable=protected-access
+  level = np.asarray(p["level"])
+  assert level.min() >= 2 and level.max() <= 25
+  std = np.asarray(out - 0.5).reshape(64, -1).std(axis=1)
+  np.testing.assert_allclose(std, level / 255, rtol=0.1)

@@ -203,7 +203,8 @@ def test_ema_follows_the_formula_and_is_used_by_predict():
   step = jit_step(config)
   for i in range(3):
     state, _ = step(state, batch, jax.random.PRNGKey(i))
-    ema = [0.9 * e + 0.1 * p for e, p in zip(ema, flat(state.params))]
+    d = min(0.9, (1 + i) / (10 + i))  # TF's EMA warm-up at step i
+    ema = [d * e + (1 - d) * p for e, p in zip(ema, flat(state.params))]
   for a, b in zip(ema, flat(state.ema_params)):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
   assert max(np.max(np.abs(a - b)) for a, b in zip(ema, flat(state.params))) > 1e-4

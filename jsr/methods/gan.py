@@ -251,7 +251,7 @@ def update_networks(state: State, config: ml_collections.ConfigDict, g_grads, g_
   g_batch_stats = keep(g_stats, state.g_batch_stats) if g_stats is not None else None
   g_ema = state.g_ema
   if g_ema is not None:
-    dec = config.ema_decay
+    dec = optim.ema_decay_at(config.ema_decay, state.step)  # with TF's warm-up
     g_ema = jax.tree.map(lambda e, p: dec * e + (1.0 - dec) * p, g_ema, g_params)
   d_updates, d_opt = tx_d.update(d_grads, state.d_opt, state.d_params)
   d_params = optax.apply_updates(state.d_params, d_updates)

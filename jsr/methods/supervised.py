@@ -32,7 +32,8 @@ size, and the levels' losses are summed, as in LapSRN. Per-level terms are logge
 `<term>_x<level scale>`.
 
 Options: `ema_decay` > 0 keeps an exponential moving average of the weights (updated after every
-step: ema <- d * ema + (1 - d) * params; `predict` then uses it). `model.dtype="bfloat16"` computes
+step: ema <- d_t * ema + (1 - d_t) * params, d_t = min(ema_decay, (1 + t) / (10 + t)), TF's
+warm-up (jsr.optim.ema_decay_at); `predict` then uses it). `model.dtype="bfloat16"` computes
 in bfloat16 while params, gradients, optimizer state and losses stay float32 (the models cast their
 outputs to float32). Models with BatchNorm (SRResNet) train on batch statistics and keep the
 running ones in `state.batch_stats`.
@@ -255,7 +256,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
   if has_bn:
     new_state = new_state.replace(batch_stats=updates["batch_stats"])
   if state.ema_params is not None:
-    d = config.ema_decay
+    d = optim.ema_decay_at(config.ema_decay, state.step)
     new_state = new_state.replace(ema_params=jax.tree.map(
         lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
   metrics = {"loss": loss, **terms, "psnr": _psnr(sr, hr), "grad_norm": optax.tree.norm(grads),

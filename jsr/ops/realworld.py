@@ -503,6 +503,17 @@ def _apply_separable(mh, mw, x):
   return jnp.einsum("bjw,biwc->bijc", mw, y, precision=HIGHEST)
 
 
+def _bsrgan_noise(key, x, level_range):
+  """KAIR's add_Gaussian_noise; a gray image (C = 1) has no colour or channel correlation to
+  draw, so it gets plain Gaussian noise of the drawn level (what all three modes reduce to)."""
+  if x.shape[-1] == 3:
+    return noise_ops.bsrgan_gaussian(key, x, level_range)
+  kl, kn = jax.random.split(key)
+  level = jax.random.randint(kl, (x.shape[0],), level_range[0], level_range[1] + 1)
+  out, _ = noise_ops.gaussian(kn, x, level.astype(jnp.float32) / 255.0, True)
+  return out, {"level": level}
+
+
 def bsrgan(hr, rng, deg, scale: int):
   """KAIR's degradation_bsrgan on (B, H, W, C) HR crops -> (lr, hr, params), per sample.
 
@@ -586,7 +597,7 @@ def bsrgan(hr, rng, deg, scale: int):
     down3 = jnp.clip(resize(x, hv, wv, d3h, d3w, mode3, h, w), 0.0, 1.0)
     params[f"down3_{step}_mode"] = mode3
     # Noise (KAIR's add_Gaussian_noise: colour, gray or channel-correlated; clipped).
-    noisy, pn = noise_ops.bsrgan_gaussian(next(keys), x, tuple(deg.noise_level))
+    noisy, pn = _bsrgan_noise(next(keys), x, tuple(deg.noise_level))
     noisy = jnp.clip(noisy, 0.0, 1.0)
     params.update({f"noise{step}_{k}": v for k, v in pn.items()})
     # JPEG with prob. jpeg_prob, quality randint(30, 95).
