@@ -91,7 +91,7 @@ def main(argv):
       for path in photos:
         lr = jio.load_image(path).image
         lr = jio.modcrop(lr, 1)
-        sr = np.asarray(fn(jnp.asarray(lr)[None])[0])
+        sr = np.clip(np.asarray(fn(jnp.asarray(lr)[None])[0]), 0.0, 1.0)  # as a saved PNG
         per[Path(path).name] = niqe_lib.niqe(sr, crop_border=s)
       niqe[name] = {"mean": float(np.mean(list(per.values()))), "per_image": per}
       print(f"NIQE {FLAGS.niqe_data} {name:26s} {niqe[name]['mean']:.3f}", flush=True)
