@@ -21,25 +21,12 @@ from jsr import train
 from jsr import writers
 from jsr.methods import supervised
 
+# The runlocal helpers the GAN tests use: config loading, a synthetic photo, a config on a folder.
+from test_gan import _photo, load_config, make  # pylint: disable=g-bad-import-order
+
 jax.config.update("jax_disable_most_optimizations", True)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_config(name: str, arg: str):
-  spec = importlib.util.spec_from_file_location(f"{name}_config", ROOT / f"configs/{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
-def _photo(h, w, seed):
-  r = np.random.default_rng(seed)
-  yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-  chans = [np.sin(2 * np.pi * (r.uniform(1, 3) * yy + r.uniform(1, 3) * xx) + r.uniform(0, 6))
-           for _ in range(3)]
-  img = 0.5 + 0.35 * np.stack(chans, -1) + 0.1 * (xx > 0.5)[..., None]
-  return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +38,6 @@ def dirs(tmp_path_factory):
     Image.fromarray(_photo(72, 76, i)).save(root / "train" / f"t{i}.png")
   Image.fromarray(_photo(40, 44, 9)).save(root / "eval" / "e.png")
   return root
-
-
-def make(name: str, dirs: Path, arg: str = "runlocal"):
-  config = load_config(name, arg)
-  config.data.train = f"folder:{dirs / 'train'}"
-  config.data.backend = "numpy"
-  config.eval.sets = f"tiny={dirs / 'eval'}"
-  return config
 
 
 def _usm_reference(img: np.ndarray) -> np.ndarray:
