@@ -80,18 +80,22 @@ class _Progress:
     return contextlib.nullcontext()
 
 
-def make_writer(workdir: str):
-  """clu's default writer (TensorBoard + console), plus workdir/metrics.jsonl on host 0."""
+def make_writer(workdir: str, console: bool = True):
+  """clu's default writer (TensorBoard + console), plus workdir/metrics.jsonl on host 0.
+  `console=False`: TensorBoard and metrics.jsonl only (curves too dense to log line by line)."""
   jsonl = os.path.join(workdir, "metrics.jsonl")
   clu = import_clu()
   if clu is None:
-    logging.warning("clu.metric_writers unavailable (needs TensorFlow and TensorBoard): "
-                    "metrics go to the log and %s only.", jsonl)
-    return JsonlWriter(jsonl if jax.process_index() == 0 else os.devnull, also_log=True)
+    if console:
+      logging.warning("clu.metric_writers unavailable (needs TensorFlow and TensorBoard): "
+                      "metrics go to the log and %s only.", jsonl)
+    return JsonlWriter(jsonl if jax.process_index() == 0 else os.devnull, also_log=console)
   if jax.process_index() > 0:
     return clu.metric_writers.create_default_writer(workdir, just_logging=True)
-  return clu.metric_writers.MultiWriter([clu.metric_writers.create_default_writer(workdir),
-                                     JsonlWriter(jsonl)])
+  mw = clu.metric_writers
+  tensorboard = (mw.create_default_writer(workdir) if console
+                 else mw.AsyncWriter(mw.SummaryWriter(workdir)))
+  return mw.MultiWriter([tensorboard, JsonlWriter(jsonl)])
 
 
 def make_progress(num_train_steps: int, writer) -> Any:

@@ -15,7 +15,11 @@ and the engine runs it on
   * every image of config.data.inputs (the user's own LR images; no score).
 Each image's SR goes to workdir/images/<set>/<name>.png (with an LR | bicubic | SR | HR grid in
 workdir/images/<set>/grids/ for scored images) and its scores and log to workdir/results.jsonl,
-written as soon as the image is done. A rerun of the same workdir skips the images already in
+written as soon as the image is done. While a method trains on an image, methods whose
+`super_resolve` takes `progress` (jsr/progress.py) report through it: a log line at most every
+10 s with the iteration, learning rate and reconstruction error, images done / left and the run's
+ETA, and the image's curves in TensorBoard as zeroshot/<set>/<image>/<name> against the
+iteration. A rerun of the same workdir skips the images already in
 results.jsonl, so an interrupted run resumes at the image it was on. When all are done, per-set
 means go to TensorBoard and workdir/metrics.jsonl as eval/<set>_x<s>/{psnr_y, ssim_y,
 bicubic_psnr_y, bicubic_ssim_y, seconds, iterations} (and the other config.eval.metrics).
@@ -38,6 +42,7 @@ from jsr import errors
 from jsr import evaluate
 from jsr import io as jio
 from jsr import methods
+from jsr import progress as progress_lib
 from jsr import reporting
 from jsr import workdir as workdir_lib
 from jsr import writers
@@ -77,13 +82,13 @@ def _log_fields(log: dict[str, Any], workdir: str, set_name: str, stem: str) -> 
 
 
 def _score_one(method, config, path: str | tuple[str, str], seed: int, workdir: str,
-               set_name: str) -> dict[str, Any]:
+               set_name: str, extra: dict[str, Any]) -> dict[str, Any]:
   """Run the method on one benchmark image (an HR path or a given (lr, hr) pair); save its SR and
   grid; return its results row."""
   log: dict[str, Any] = {}
 
   def sr_fn(lr):
-    sr, info = method.super_resolve(np.asarray(lr[0]), config, seed)
+    sr, info = method.super_resolve(np.asarray(lr[0]), config, seed, **extra)
     log.update(info)
     return jnp.asarray(sr)[None]
 
@@ -105,11 +110,11 @@ def _score_one(method, config, path: str | tuple[str, str], seed: int, workdir: 
           **_log_fields(log, workdir, set_name, stem)}
 
 
-def _upscale_one(method, config, path: str, seed: int, workdir: str, set_name: str
-                 ) -> dict[str, Any]:
+def _upscale_one(method, config, path: str, seed: int, workdir: str, set_name: str,
+                 extra: dict[str, Any]) -> dict[str, Any]:
   """Run the method on one of the user's LR images (no ground truth); save the PNG."""
   img = jio.load_image(path)
-  sr, log = method.super_resolve(img.image, config, seed)
+  sr, log = method.super_resolve(img.image, config, seed, **extra)
   alpha = None
   if img.alpha is not None:  # Alpha is not the method's business: MATLAB bicubic, clipped.
     alpha = np.clip(np.asarray(imresize(jnp.asarray(img.alpha), config.scale)), 0.0, 1.0)
@@ -136,27 +141,35 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
   workdir_lib.save_config(config, workdir)
 
   done = {(r["set"], r["image"]) for r in read_results(workdir)}
-  total = sum(len(p) for _, p, _ in jobs)
-  count = 0
-  for set_name, paths, scored in jobs:
-    for index, path in enumerate(paths):
-      count += 1
-      if (set_name, Path(evaluate.hr_path(path)).name) in done:
-        continue
-      t0 = time.perf_counter()
-      one = _score_one if scored else _upscale_one
-      try:
-        row = one(method, config, path, _image_seed(config, index), workdir, set_name)
-      except FloatingPointError as e:
-        raise FloatingPointError(f"{evaluate.hr_path(path)}: {e}. Results of the images before "
-                                 f"it are kept in {workdir}/results.jsonl.") from e
-      _append_result(workdir, row)
-      metric_keys = [k for k in row if f"bicubic_{k}" in row]
-      score = (", ".join(f"{k} {row[k]:.4f} (bicubic {row['bicubic_' + k]:.4f})"
-                         for k in metric_keys) if scored else "saved")
-      logging.info("[%d/%d] %s/%s: %s, %s iterations, %.1f s", count, total, set_name,
-                   row["image"], score, row.get("iterations", "-"), time.perf_counter() - t0)
+  todo = [(set_name, index, path, scored) for set_name, paths, scored in jobs
+          for index, path in enumerate(paths)
+          if (set_name, Path(evaluate.hr_path(path)).name) not in done]
+  if done:
+    logging.info("%d images already done in %s/results.jsonl; %d to go", len(done), workdir,
+                 len(todo))
+  curves = writers.make_writer(workdir, console=False)
+  # Per-image progress (log lines with an ETA, TensorBoard curves) for methods that report it.
+  reporter = progress_lib.Reporter(curves, len(todo))
+  extra = ({"progress": reporter} if progress_lib.accepts_progress(method.super_resolve) else {})
+  for count, (set_name, index, path, scored) in enumerate(todo, 1):
+    t0 = time.perf_counter()
+    one = _score_one if scored else _upscale_one
+    reporter.begin_image(count, set_name, Path(evaluate.hr_path(path)).name)
+    try:
+      row = one(method, config, path, _image_seed(config, index), workdir, set_name, extra)
+    except FloatingPointError as e:
+      raise FloatingPointError(f"{evaluate.hr_path(path)}: {e}. Results of the images before "
+                               f"it are kept in {workdir}/results.jsonl.") from e
+    reporter.end_image()
+    _append_result(workdir, row)
+    curves.flush()
+    metric_keys = [k for k in row if f"bicubic_{k}" in row]
+    score = (", ".join(f"{k} {row[k]:.4f} (bicubic {row['bicubic_' + k]:.4f})"
+                       for k in metric_keys) if scored else "saved")
+    logging.info("[%d/%d] %s/%s: %s, %s iterations, %.1f s", count, len(todo), set_name,
+                 row["image"], score, row.get("iterations", "-"), time.perf_counter() - t0)
 
+  curves.close()
   rows = read_results(workdir)
   writer = writers.make_writer(workdir)
   scalars = {}
@@ -168,7 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]
     for k in keys:
       scalars[f"eval/{set_name}_x{config.scale}/{k}"] = float(np.mean([r[k] for r in mine]))
   writer.write_scalars(0, scalars)
-  writer.flush()
+  writer.close()
   for k, v in sorted(scalars.items()):
     logging.info("%s = %.4f", k, v)
   return rows

@@ -39,10 +39,14 @@ import ml_collections
 import numpy as np
 import optax
 
+from jsr import progress as progress_lib
 from jsr.methods import zssr
 from jsr.models import common
 from jsr.models import kernelgan_net
 from jsr.ops.resize import imresize
+
+# Iterations between progress reports: each report waits for the device once.
+REPORT_EVERY = 100
 
 
 
@@ -200,11 +204,16 @@ def make_nets(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
   return kernelgan_net.Model(variant=config.kernelgan.variant, scale=2)
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   k = config.kernelgan
   boundaries = {s + 1: 1.0 / k.lr_decay_factor
                 for s in range(k.lr_decay_every, k.max_iters, k.lr_decay_every)}
-  return optax.adam(optax.piecewise_constant_schedule(k.lr, boundaries), b1=k.b1, b2=k.b2)
+  return optax.piecewise_constant_schedule(k.lr, boundaries)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  k = config.kernelgan
+  return optax.adam(make_schedule(config), b1=k.b1, b2=k.b2)
 
 
 def init_gan(config: ml_collections.ConfigDict, rng, g_crop: int) -> GANState:
@@ -307,7 +316,8 @@ def _compiled_step(config_json: str):
 # ------------------------------------------------------------------------------------------------
 
 
-def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0
+def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0,
+                    progress: progress_lib.Progress = progress_lib.NULL
                     ) -> tuple[np.ndarray, dict[str, Any]]:
   """KernelGAN on one LR image (H, W, C) in [0, 1]: the kernel for config.scale (2 or 4) in
   jsr.ops.degrade's convention, and a log."""
@@ -344,12 +354,19 @@ def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int
   img32 = img.astype(np.float32)
   t0 = time.perf_counter()
   metrics = None
+  schedule = make_schedule(config)  # For the progress report only: the step has its own.
+  progress.start(k.max_iters)
   for it in range(k.max_iters):
     gy, gx = top_left(g_centers[it], g_crop, h, w)
     dy, dx = top_left(d_centers[it], d_crop, h, w)
     state, metrics = step(state, img32[None, gy:gy + g_crop, gx:gx + g_crop],
                           img32[None, dy:dy + d_crop, dx:dx + d_crop],
                           jax.random.fold_in(key, it + 1), it)
+    if (it + 1) % REPORT_EVERY == 0:  # One device sync per REPORT_EVERY iterations, no more.
+      m = jax.device_get(metrics)
+      progress.update(it + 1, learning_rate=float(schedule(it)),
+                      kernelgan_gan_g=float(m["gan_g"]), kernelgan_gan_d=float(m["gan_d"]),
+                      kernelgan_sum2one=float(m["sum2one"]))
   metrics = {n: float(v) for n, v in jax.device_get(metrics).items()}
   if not all(math.isfinite(v) for v in metrics.values()):
     raise FloatingPointError(f"KernelGAN diverged: last losses {metrics}")
@@ -361,9 +378,13 @@ def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int
                   "similar_to_bicubic": bool(state.similar)}
 
 
-def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0
+def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0,
+                  progress: progress_lib.Progress = progress_lib.NULL
                   ) -> tuple[np.ndarray, dict[str, Any]]:
-  """KernelGAN's kernel, then ZSSR with it. The log holds the kernel (saved by jsr.zeroshot)."""
-  kernel, log = estimate_kernel(lr, config, seed)
-  sr, zlog = zssr.super_resolve(lr, config, seed, kernel=kernel)
+  """KernelGAN's kernel, then ZSSR with it. The log holds the kernel (saved by jsr.zeroshot).
+  `progress` counts KernelGAN's iterations, then ZSSR's after them."""
+  progress.start(config.kernelgan.max_iters + config.zssr.max_iters)
+  kernel, log = estimate_kernel(lr, config, seed, progress_lib.Shifted(progress, 0))
+  sr, zlog = zssr.super_resolve(lr, config, seed, kernel=kernel,
+                                progress=progress_lib.Shifted(progress, config.kernelgan.max_iters))
   return sr, {**zlog, **log, "kernel": kernel}

@@ -45,6 +45,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jsr import progress as progress_lib
 from jsr.models import common, get_model
 from jsr.ops import degrade as degrade_ops
 from jsr.ops.resize import imresize
@@ -245,10 +246,12 @@ def _compiled(config_json: str, kernel: tuple | None = None):
 
 
 def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0,
-                  kernel: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                  kernel: np.ndarray | None = None,
+                  progress: progress_lib.Progress = progress_lib.NULL) -> tuple[np.ndarray, dict[str, Any]]:
   """ZSSR on one LR image (H, W, C) float in [0, 1]: the SR image (sH, sW, C) and a log
   {"iterations", "final_lr", "seconds", "rec_mse": [(iteration, mse), ...]}. `kernel` replaces
-  config.degradation's blur (followed by config.degradation.downsample)."""
+  config.degradation's blur (followed by config.degradation.downsample). `progress` hears of
+every reconstruction test (iteration, learning rate, reconstruction MSE, L1)."""
   check_config(config)
   z, s = config.zssr, config.scale
   lr = np.array(lr, np.float32)
@@ -263,6 +266,7 @@ def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int =
   # The reconstruction test runs on the input cropped to a multiple of the scale.
   test_image = jnp.asarray(lr[: lr.shape[0] // s * s, : lr.shape[1] // s * s][None])
 
+  progress.start(z.max_iters)
   t0 = time.perf_counter()
   learning_rate, last_change, steps, errors, n = z.lr, 0, [], [], 0
   while n < z.max_iters and learning_rate >= z.min_lr:
@@ -279,6 +283,7 @@ def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int =
                                  f"reconstruction MSE {mse}); lower config.zssr.lr (now {z.lr})")
       steps.append(n)
       errors.append(mse)
+      progress.update(n, learning_rate=learning_rate, rec_mse=mse, l1=float(loss))
     if n % z.policy_check_every == 0 and n - last_change > z.min_iters:
       window = z.slope_range // z.test_every
       if len(errors) >= 3 and should_reduce_lr(steps[-window:], errors[-window:],
