@@ -13,12 +13,14 @@ The default (no args) trains on the photos bundled in scikit-image and evaluates
 ones; it finishes in about 7.5 minutes on a 2-core AVX-512 CPU (7 min 26 s measured) and about 18
 minutes on a 2-core AVX2 one (docs/selfsup.md). Point it at your own LR photos with
 `--config.data.train=folder:/path/to/photos` and at benchmarks with
-`--config.eval.sets=set5=/path/Set5,set14=/path/Set14`.
+`--config.eval.sets=set5=/path/Set5,set14=/path/Set14`. Blind (the kernel of the observations is
+unknown): `--config.degradation.kernel=estimate` (docs/selfsup.md).
 """
 
 import ml_collections
 
 from configs import common
+from configs import kernelgan as kernelgan_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -57,8 +59,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.tail = "adjoint" if only_consistency else "shuffle"
 
   # The assumed degradation y = down_s(x * k). "bicubic" is MATLAB imresize (the usual benchmark
-  # protocol); "gaussian" uses sigma/sigma2/theta and `downsample`; "file" loads kernel_file (.npy).
+  # protocol); "gaussian" uses sigma/sigma2/theta and `downsample`; "file" loads kernel_file (.npy);
+  # "estimate" (blind: x2 and x4) estimates k from the training observations before training:
+  # KernelGAN (the `kernelgan` block) on `estimate_images` of them, median of their kernels,
+  # followed by `downsample` (KernelGAN's kernels are for direct subsampling).
   config.degradation = common.degradation()
+  config.degradation.estimate_images = 8
+  config.kernelgan = kernelgan_config.get_config(
+      f"scale={a['scale'] if a['scale'] in (2, 4) else 2}"
+      + (",runlocal" if a["runlocal"] else "")).kernelgan
 
   # L = alpha*L2 + beta*(1-SSIM) + gamma*TV(HR') [consistency] + delta*L2 [pair].
   config.loss = ml_collections.ConfigDict()

@@ -227,7 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     if clu is not None:
       clu.parameter_overview.log_parameter_overview(
           methods.inference_variables(method, config, state))
-    frozen = jax.device_put(methods.load_frozen(method, config), mesh_lib.replicated(mesh))
+    frozen = jax.device_put(methods.load_frozen(method, config, workdir),
+                            mesh_lib.replicated(mesh))
     train_step = make_train_step(method, config, mesh, train_rng)
     predict = make_predict(method, config, mesh)
     rows = mesh_lib.host_rows(mesh, config.data.batch_size)

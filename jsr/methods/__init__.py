@@ -26,11 +26,15 @@ and, where the defaults below do not fit:
         The fields that hold the network `predict` uses, and which collection of another run's
         inference variables each is a copy of: what `config.init_from` fills (warm start) and
         what `jsr.interpolate` mixes. Default: {"params": "params"}.
-    load_frozen(config) -> pytree | None
-        Frozen pretrained parameters (a VGG feature network), loaded once per run. The engine
-        passes them to every `train_step` as the `frozen` argument (a jit argument, replicated
-        over the devices): they are never part of the state, so never checkpointed, and never
-        constants baked into the compiled program. Default: None.
+    load_frozen(config) -> pytree | None      (or load_frozen(config, workdir))
+        Frozen pretrained parameters (a VGG feature network), or anything else fixed for the
+        whole run that the step reads (a blur kernel estimated from the training set before
+        training: selfsup's degradation.kernel=estimate), made once per run. The engine passes
+        them to every `train_step` as the `frozen` argument (a jit argument, replicated over the
+        devices): they are never part of the state, so never checkpointed, and never constants
+        baked into the compiled program. A method that computes them (rather than loading a
+        file) takes `workdir` too and keeps its result there, so a resumed run reads it back
+        instead of recomputing it. Default: None.
 
 `load(name)` imports a method by name (`jsr.methods.<name>`, or any module given by its dotted
 path); `inference_fields`, `generator_fields` and `load_frozen`
@@ -41,6 +45,7 @@ here apply the defaults. The zero-shot engine (jsr.zeroshot) asks for one functi
 from __future__ import annotations
 
 import importlib
+import inspect
 import types
 from typing import Any
 
@@ -86,11 +91,14 @@ def generator_fields(method: types.ModuleType, config: ml_collections.ConfigDict
   return {"params": "params"}
 
 
-def load_frozen(method: types.ModuleType, config: ml_collections.ConfigDict) -> Any:
-  """The method's frozen pretrained parameters, or None."""
-  if hasattr(method, "load_frozen"):
-    return method.load_frozen(config)
-  return None
+def load_frozen(method: types.ModuleType, config: ml_collections.ConfigDict,
+                workdir: str | None = None) -> Any:
+  """The method's frozen pretrained parameters (or per-run constants), or None."""
+  if not hasattr(method, "load_frozen"):
+    return None
+  if len(inspect.signature(method.load_frozen).parameters) >= 2:
+    return method.load_frozen(config, workdir)
+  return method.load_frozen(config)
 
 
 def inference_variables(method: types.ModuleType, config: ml_collections.ConfigDict,

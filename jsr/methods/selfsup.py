@@ -10,17 +10,30 @@ The last term is the classical "pair" term (ZSSR-style): the observation is degr
 the network learns to undo that, i.e. it learns SR one octave lower. Both can be combined; the
 comparison is in docs/selfsup.md.
 
+Blind: with `config.degradation.kernel = "estimate"` the kernel k is not given but estimated from
+the LR observations themselves before training: KernelGAN (jsr/methods/kernelgan.py, the
+config's `kernelgan` block) on `degradation.estimate_images` of the training images, and the
+elementwise median of their kernels (renormalised). It is computed once per run, kept in
+workdir/kernel_estimate.npz (a resumed run reads it back) and reaches the step as its `frozen`
+argument. Why this design and not a kernel learned jointly with the network: docs/selfsup.md.
+
 Method interface (jsr/methods/__init__.py): init / train_step / predict.
 """
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax.training import train_state
 
+from jsr import data as data_lib
 from jsr import errors
 from jsr import losses
 from jsr import optim
@@ -33,15 +46,90 @@ TrainState = train_state.TrainState
 def create_model(config: ml_collections.ConfigDict):
   # Workdirs written before skip/tail existed were bicubic + sub-pixel.
   skip, tail = config.model.get("skip", "cubic"), config.model.get("tail", "shuffle")
+  if tail == "adjoint" and config.degradation.kernel == "estimate":
+    raise errors.UserError("config.degradation.kernel=estimate does not work with "
+                           "model.tail=adjoint (that network is built around a known kernel); "
+                           "use model.tail=shuffle")
   return selfsup_net.Model(variant=config.model.variant, scale=config.scale,
                            skip=skip, tail=tail,
                            degrade=make_degradation(config) if tail == "adjoint" else None,
                            dtype=jnp.dtype(config.model.dtype))
 
 
-def make_degradation(config: ml_collections.ConfigDict):
-  """jnp function hr -> lr implementing down_s(hr * k) with the configured kernel and sampling."""
-  return degrade_ops.degradation_fn(config.degradation, config.scale)
+def make_degradation(config: ml_collections.ConfigDict, frozen=None):
+  """jnp function hr -> lr implementing down_s(hr * k) with the configured kernel and sampling;
+  for kernel "estimate", the estimated kernel load_frozen made (frozen["kernel"])."""
+  deg = config.degradation
+  if deg.kernel != "estimate":
+    return degrade_ops.degradation_fn(deg, config.scale)
+  if frozen is None or "kernel" not in frozen:
+    raise errors.UserError("config.degradation.kernel=estimate: the estimated kernel is made by "
+                           "load_frozen(config, workdir) before training (jsr.train does this)")
+  kernel = frozen["kernel"]
+  return lambda x: degrade_ops.degrade(x, config.scale, kernel=kernel, mode=deg.downsample)
+
+
+# ------------------------------------------------------------------------------------------------
+# Kernel estimation (degradation.kernel=estimate), once per run, before training.
+# ------------------------------------------------------------------------------------------------
+
+ESTIMATE_FILE = "kernel_estimate.npz"
+
+
+def combine_kernels(kernels: list[np.ndarray]) -> np.ndarray:
+  """One kernel from per-image estimates of the same blur: the elementwise median (robust to an
+  image whose estimate failed, e.g. one with little texture), clipped at 0 and renormalised."""
+  if len({k.shape for k in kernels}) != 1:
+    raise ValueError(f"combine_kernels: estimates of different sizes {[k.shape for k in kernels]}")
+  k = np.clip(np.median(np.stack(kernels), axis=0), 0.0, None)
+  return (k / k.sum()).astype(np.float32)
+
+
+def estimate_kernel(images: list[np.ndarray], names: list[str],
+                    config: ml_collections.ConfigDict) -> tuple[np.ndarray, dict[str, Any]]:
+  """KernelGAN on `degradation.estimate_images` of `images` (uint8 or [0, 1] float), chosen at
+  random with config.seed (largest first would bias towards one kind of photo), then combined."""
+  from jsr.methods import kernelgan  # pylint: disable=g-import-not-at-top  (only when estimating)
+
+  n = min(config.degradation.estimate_images, len(images))
+  if n < 1:
+    raise errors.UserError("config.degradation.estimate_images must be at least 1")
+  need = config.kernelgan.crop_size + (20 if config.kernelgan.shave_edges else 0)
+  usable = [i for i, im in enumerate(images) if min(im.shape[:2]) >= need]
+  if not usable:
+    raise errors.UserError(f"config.degradation.kernel=estimate: no training image is at least "
+                           f"{need}x{need} pixels (KernelGAN's crops)")
+  picked = np.random.default_rng(config.seed).permutation(usable)[:n]
+  kernels = []
+  for j, i in enumerate(picked):
+    img = images[i].astype(np.float32) / (255.0 if images[i].dtype == np.uint8 else 1.0)
+    k, log = kernelgan.estimate_kernel(img, config, seed=config.seed + j)
+    kernels.append(k)
+    logging.info("Kernel estimate %d/%d from %s (%.0f s)", j + 1, n, names[i],
+                 log["kernelgan_seconds"])
+  return combine_kernels(kernels), {"names": [names[i] for i in picked],
+                                    "kernels": np.stack(kernels)}
+
+
+def load_frozen(config: ml_collections.ConfigDict, workdir: str | None = None):
+  """The estimated kernel for degradation.kernel=estimate (None otherwise): read back from
+  workdir/kernel_estimate.npz, or estimated from config.data.train and saved there."""
+  if config.degradation.kernel != "estimate":
+    return None
+  path = os.path.join(workdir, ESTIMATE_FILE) if workdir else None
+  if path and os.path.exists(path):
+    with np.load(path) as f:
+      kernel = f["kernel"]
+    logging.info("Estimated kernel read from %s", path)
+    return {"kernel": jnp.asarray(kernel)}
+  images, names = data_lib.load_images(config.data.train, config.data.patch_size,
+                                        config.data.tfds_data_dir or None)
+  kernel, info = estimate_kernel(images, names, config)
+  if path and jax.process_index() == 0:
+    np.savez(path, kernel=kernel, per_image=info["kernels"], names=np.array(info["names"]))
+    logging.info("Estimated kernel (median of %d KernelGAN estimates) saved to %s",
+                 len(info["names"]), path)
+  return {"kernel": jnp.asarray(kernel)}
 
 
 def _check(config, patch: int):
@@ -109,9 +197,9 @@ def loss_terms(params, apply_fn, lr, config, degrade_fn):
 
 
 def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict, frozen=None):
-  del rng, frozen  # The loss has no randomness and no pretrained parts.
+  del rng  # The loss has no randomness.
   lr = _to_float(batch["image"])
-  degrade_fn = make_degradation(config)
+  degrade_fn = make_degradation(config, frozen)
 
   def loss_fn(params):
     return loss_terms(params, state.apply_fn, lr, config, degrade_fn)
