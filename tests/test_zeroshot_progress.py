@@ -34,12 +34,18 @@ class Clock:
     return self.t
 
 
-def test_eta_from_the_current_image_then_from_finished_ones():
+def reporter(total_images: int, set_name: str, image: str, iterations: int):
+  """A Reporter on a fake clock and writer, logging into a list, with its first image started."""
   clock, writer, lines = Clock(), FakeWriter(), []
-  r = progress_lib.Reporter(writer, total_images=3, every_secs=10.0, clock=clock,
+  r = progress_lib.Reporter(writer, total_images=total_images, every_secs=10.0, clock=clock,
                             log=lambda fmt, *a: lines.append(fmt % a))
-  r.begin_image(1, "set5", "baby.png")
-  r.start(100)
+  r.begin_image(1, set_name, image)
+  r.start(iterations)
+  return r, clock, writer, lines
+
+
+def test_eta_from_the_current_image_then_from_finished_ones():
+  r, clock, writer, lines = reporter(3, "set5", "baby.png", 100)
   assert r.eta_seconds() is None  # Nothing done yet: no estimate.
   clock.t = 20.0
   r.update(50, learning_rate=1e-3, rec_mse=2e-4)
@@ -64,11 +70,7 @@ def test_eta_from_the_current_image_then_from_finished_ones():
 
 
 def test_log_lines_are_throttled_but_every_update_is_written():
-  clock, writer, lines = Clock(), FakeWriter(), []
-  r = progress_lib.Reporter(writer, total_images=1, every_secs=10.0, clock=clock,
-                            log=lambda fmt, *a: lines.append(fmt % a))
-  r.begin_image(1, "s", "a.png")
-  r.start(1000)
+  r, clock, writer, lines = reporter(1, "s", "a.png", 1000)
   for i in range(1, 101):  # 100 updates over 50 s: a line every 10 s, not 100 lines.
     clock.t = 0.5 * i
     r.update(i, loss=1.0 / i)
