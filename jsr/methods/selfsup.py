@@ -37,6 +37,7 @@ from jsr import data as data_lib
 from jsr import errors
 from jsr import losses
 from jsr import optim
+from jsr.methods import kernelgan
 from jsr.models import common, selfsup_net
 from jsr.ops import degrade as degrade_ops
 
@@ -89,8 +90,6 @@ def estimate_kernel(images: list[np.ndarray], names: list[str],
                     config: ml_collections.ConfigDict) -> tuple[np.ndarray, dict[str, Any]]:
   """KernelGAN on `degradation.estimate_images` of `images` (uint8 or [0, 1] float), chosen at
   random with config.seed (largest first would bias towards one kind of photo), then combined."""
-  from jsr.methods import kernelgan  # pylint: disable=g-import-not-at-top  (only when estimating)
-
   n = min(config.degradation.estimate_images, len(images))
   if n < 1:
     raise errors.UserError("config.degradation.estimate_images must be at least 1")
