@@ -118,11 +118,13 @@ def test_blind_run_saves_kernels_and_sr(tmp_path):
   lr_dir.mkdir()
   img = jio.load_image(jio.list_images("samples:eval")[0]).image[60:100, 100:146]
   Image.fromarray(np.round(img * 255).astype(np.uint8)).save(lr_dir / "cat.png")
+  # A gray photo too (Set14's bridge): the nets are RGB, so it runs as three equal channels.
+  Image.fromarray(np.round(img[..., 1] * 255).astype(np.uint8)).save(lr_dir / "gray.png")
   config = load_config()
   config.eval.sets = ""
   config.data.inputs = str(lr_dir)
   rows = zeroshot.run(config, str(tmp_path / "w"))
-  assert [r["image"] for r in rows] == ["cat.png"]
+  assert [r["image"] for r in rows] == ["cat.png", "gray.png"]
   assert rows[0]["iterations"] == config.zssr.max_iters and "kernelgan_seconds" in rows[0]
   k = np.load(tmp_path / "w/kernels/inputs/cat.npy")
   assert k.ndim == 2 and k.shape[0] % 2 == 1 and np.all(k >= 0)

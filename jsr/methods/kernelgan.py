@@ -326,6 +326,8 @@ def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int
     raise ValueError(f"KernelGAN estimates x2 kernels (and x4 ones from them); "
                      f"config.scale={s} is not supported")
   img = np.asarray(lr, np.float64) * 2.0 - 1.0
+  if img.ndim == 3 and img.shape[-1] == 1:  # Gray: the nets are built for RGB; one kernel blurs all.
+    img = np.repeat(img, 3, axis=-1)
   if k.shave_edges:  # Synthetic LR images have border artefacts from their own making.
     img = img[10:-10, 10:-10]
   img = img[: img.shape[0] - img.shape[0] % 2, : img.shape[1] - img.shape[1] % 2]
