@@ -39,6 +39,8 @@ flags.DEFINE_integer("kernels", 20, "How many random kernels (image i mod len(im
 flags.DEFINE_integer("seed", 0, "Kernel draws: default_rng([seed, i]); KernelGAN's seed is i.")
 flags.DEFINE_integer("max_iters", 0, "Override KernelGAN's max_iters (0: the config's 3000).")
 flags.DEFINE_string("output", "", "JSON file for the results.")
+flags.DEFINE_integer("first", 0, "Start at kernel `first`, appending to --output's kernels before "
+                     "it (to finish an interrupted run).")
 
 
 def moments(k: np.ndarray) -> dict[str, float]:
@@ -104,7 +106,12 @@ def main(argv):
   k_bic = bicubic_kernel()
   result = {"command": " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "per_kernel": [], "median": {}}
-  for i in range(FLAGS.kernels):
+  if FLAGS.first:
+    done = json.loads(Path(FLAGS.output).read_text())["per_kernel"]
+    if len(done) < FLAGS.first:
+      raise app.UsageError(f"--first={FLAGS.first}: {FLAGS.output} holds {len(done)} kernels")
+    result["per_kernel"] = done[:FLAGS.first]
+  for i in range(FLAGS.first, FLAGS.kernels):
     path = paths[i % len(paths)]
     hr = jio.modcrop(jio.load_image(path).image, 2)
     k_true, draw = realworld.div2krk_kernel(np.random.default_rng([FLAGS.seed, i]), 2)
