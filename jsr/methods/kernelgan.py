@@ -364,7 +364,8 @@ def estimate_kernel(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int
     state, metrics = step(state, img32[None, gy:gy + g_crop, gx:gx + g_crop],
                           img32[None, dy:dy + d_crop, dx:dx + d_crop],
                           jax.random.fold_in(key, it + 1), it)
-    if (it + 1) % REPORT_EVERY == 0:  # One device sync per REPORT_EVERY iterations, no more.
+    # One device sync per REPORT_EVERY iterations, and none when nobody listens.
+    if progress is not progress_lib.NULL and (it + 1) % REPORT_EVERY == 0:
       m = jax.device_get(metrics)
       progress.update(it + 1, learning_rate=float(schedule(it)),
                       kernelgan_gan_g=float(m["gan_g"]), kernelgan_gan_d=float(m["gan_d"]),
@@ -386,7 +387,9 @@ def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int =
   """KernelGAN's kernel, then ZSSR with it. The log holds the kernel (saved by jsr.zeroshot).
   `progress` counts KernelGAN's iterations, then ZSSR's after them."""
   progress.start(config.kernelgan.max_iters + config.zssr.max_iters)
-  kernel, log = estimate_kernel(lr, config, seed, progress_lib.Shifted(progress, 0))
+  kernel, log = estimate_kernel(
+      lr, config, seed,
+      progress if progress is progress_lib.NULL else progress_lib.Shifted(progress, 0))
   sr, zlog = zssr.super_resolve(lr, config, seed, kernel=kernel,
                                 progress=progress_lib.Shifted(progress, config.kernelgan.max_iters))
   return sr, {**zlog, **log, "kernel": kernel}
