@@ -12,7 +12,11 @@ Pipelines:
   bsrgan      BSRGAN's shuffled chain (jsr.ops.realworld); LR = HR / scale.
   kernel      DIV2KRK-style: one random anisotropic Gaussian per image with multiplicative noise
               (jsr.ops.realworld.div2krk_kernel), then direct s-fold subsampling; the kernel is
-              saved as OUT/kernels/<name>.npy (the ground truth for blind methods).
+              saved as OUT/kernels/<name>.npy (the ground truth for blind methods). With
+              --one_kernel, one kernel (drawn from default_rng([seed])) blurs every image, as one
+              unknown camera would: a blind method may pool the images to estimate it. It is
+              saved as OUT/kernel.npy; the same seed gives the same kernel for every folder, so
+              a training set and its test sets can share it.
   csrgan      CSRGAN's blur -> downscale -> noise -> bicubic back to the HR size, with the ranges
               of --config's `degradation` block (jsr.methods.csrgan.degrade): the LR is the HR's
               size; score with --scale=1.
@@ -54,6 +58,7 @@ def define_flags() -> None:
   flags.DEFINE_enum("pipeline", "realesrgan", list(PIPELINES), "Degradation pipeline.")
   flags.DEFINE_integer("scale", 4, "Downscaling factor (realesrgan, bsrgan, kernel).")
   flags.DEFINE_integer("seed", 0, "Seed: image i draws from fold_in(key(seed), i).")
+  flags.DEFINE_bool("one_kernel", False, "kernel only: one kernel for the whole set (OUT/kernel.npy).")
   flags.DEFINE_string("config", "configs/csrgan.py",
                       "csrgan only: the config whose `degradation` block is used.")
 
@@ -88,12 +93,24 @@ def _degrade_fn(pipeline: str, scale: int):
   return jax.jit(lambda hr, key: realworld.degrade(hr, key, deg, scale)[::2])
 
 
+def set_kernel(scale: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+  """The one kernel of a --one_kernel set (the same for every folder made with this seed)."""
+  return realworld.div2krk_kernel(np.random.default_rng([seed]), scale)
+
+
 def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: int,
-                       seed: int = 0) -> dict:
-  """Degrade each HR image (modcropped to `scale`) once by `pipeline`; returns {name: params}."""
+                       seed: int = 0, one_kernel: bool = False) -> dict:
+  """Degrade each HR image (modcropped to `scale`) once by `pipeline`; returns {name: params}.
+  `one_kernel` (pipeline "kernel" only): every image is blurred by set_kernel(scale, seed)."""
+  if one_kernel and pipeline != "kernel":
+    raise ValueError(f"one_kernel applies to the kernel pipeline only, not {pipeline!r}")
   out = Path(out)
-  for sub in ("LR", "HR") + (("kernels",) if pipeline == "kernel" else ()):
+  per_image = pipeline == "kernel" and not one_kernel
+  for sub in ("LR", "HR") + (("kernels",) if per_image else ()):
     (out / sub).mkdir(parents=True, exist_ok=True)
+  if one_kernel:
+    shared_kernel, shared_params = set_kernel(scale, seed)
+    np.save(out / "kernel.npy", shared_kernel)
   deg = None
   if pipeline in realworld.PIPELINES:
     deg = _test_set_config(pipeline)
@@ -105,10 +122,13 @@ def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: 
     img = img[:h, :w]
     name = Path(path).stem
     if pipeline == "kernel":
-      kernel, params = realworld.div2krk_kernel(np.random.default_rng([seed, i]), scale)
+      if one_kernel:
+        kernel, params = shared_kernel, shared_params
+      else:
+        kernel, params = realworld.div2krk_kernel(np.random.default_rng([seed, i]), scale)
+        np.save(out / "kernels" / f"{name}.npy", kernel)
       lr = degrade_ops.degrade(jnp.asarray(img)[None], scale, kernel=kernel, mode="direct")
       lr = np.clip(np.round(np.asarray(lr[0]) * 255.0), 0, 255) / 255.0
-      np.save(out / "kernels" / f"{name}.npy", kernel)
     else:
       lr, params = fn(jnp.asarray(img)[None], jax.random.fold_in(jax.random.key(seed), i))
       lr = np.asarray(lr[0])
@@ -116,7 +136,8 @@ def make_realworld_set(paths: list[str], out: str | Path, pipeline: str, scale: 
     jio.save_image(out / "HR" / f"{name}.png", img)
     jio.save_image(out / "LR" / f"{name}.png", lr)
     drawn[name] = params
-  meta = {"pipeline": pipeline, "scale": scale, "seed": seed, "source": [str(p) for p in paths],
+  meta = {"pipeline": pipeline, "scale": scale, "seed": seed, "one_kernel": one_kernel,
+          "source": [str(p) for p in paths],
           "degradation": deg.to_dict() if deg is not None else {
               "div2krk": {str(k): v for k, v in realworld.DIV2KRK.items()},
               "downsample": "direct", "noise_level": 0.25},
@@ -154,7 +175,8 @@ def main(argv):
   if FLAGS.pipeline == "csrgan":
     drawn = make_set(paths, FLAGS.out, load_config(FLAGS.config), FLAGS.seed)
   else:
-    drawn = make_realworld_set(paths, FLAGS.out, FLAGS.pipeline, FLAGS.scale, FLAGS.seed)
+    drawn = make_realworld_set(paths, FLAGS.out, FLAGS.pipeline, FLAGS.scale, FLAGS.seed,
+                               FLAGS.one_kernel)
   print(f"wrote {len(drawn)} pairs to {FLAGS.out} (LR/, HR/, params.json)")
 
 

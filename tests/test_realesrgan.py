@@ -155,3 +155,23 @@ def test_kernel_set_is_blur_then_direct_subsampling(hr_dir, tmp_path):
   ref = np.clip(np.round(blurred[::4, ::4] * 255), 0, 255)
   lr = np.asarray(Image.open(tmp_path / "LR" / "b.png")).astype(np.float64)
   assert np.abs(lr - ref).max() <= 1  # float32 vs float64 at the rounding boundary
+
+
+def test_one_kernel_set_blurs_every_image_with_the_seeds_kernel(hr_dir, tmp_path):
+  """--one_kernel: one kernel per set, the same for any folder made with the seed (a training set
+  and its test sets share the hidden blur); each LR is the scipy blur + subsampling with it."""
+  paths = sorted(str(p) for p in hr_dir.glob("*.png"))
+  mod = _script()
+  mod.make_realworld_set(paths, tmp_path / "train", "kernel", 4, 5, one_kernel=True)
+  mod.make_realworld_set(paths[:1], tmp_path / "test", "kernel", 4, 5, one_kernel=True)
+  k = np.load(tmp_path / "train" / "kernel.npy")
+  np.testing.assert_array_equal(k, np.load(tmp_path / "test" / "kernel.npy"))
+  assert not (tmp_path / "train" / "kernels").exists()
+  for name in ("a", "b"):
+    hr = np.asarray(Image.open(tmp_path / "train" / "HR" / f"{name}.png")).astype(np.float64) / 255
+    blurred = np.stack([ndimage.convolve(hr[..., c], k, mode="mirror") for c in range(3)], -1)
+    ref = np.clip(np.round(blurred[::4, ::4] * 255), 0, 255)
+    lr = np.asarray(Image.open(tmp_path / "train" / "LR" / f"{name}.png")).astype(np.float64)
+    assert np.abs(lr - ref).max() <= 1
+  with pytest.raises(ValueError, match="kernel pipeline only"):
+    mod.make_realworld_set(paths, tmp_path / "x", "realesrgan", 4, 5, one_kernel=True)

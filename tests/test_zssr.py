@@ -200,3 +200,21 @@ def test_zeroshot_run_scores_resumes_and_refuses_another_config(tmp_path, monkey
   config.zssr.lr = 5e-4
   with pytest.raises(ValueError, match=r"another config[\s\S]*zssr.lr: 0.00\d+ -> 0.0005"):
     zeroshot.run(config, str(workdir))
+
+
+@pytest.mark.parametrize("pad", ["mirror", "black"])
+def test_affine_father_padding_where_the_map_leaves_the_image(pad):
+  # A rotated father of the image's own size reaches outside it at the corners: zeros there with
+  # black padding (the reference's cv2 warp), image content with mirror padding.
+  img = np.clip(photo(32, 32) + 0.2, 0.0, 1.0)  # No true black pixel in the image itself.
+  aug = aug_config(leave_as_is_probability=0.0, no_interpolate_probability=0.0, min_scale=1.0,
+                   scale_diff_sigma=0.0, shear_sigma=0.0, pad=pad)
+  rng = np.random.default_rng(7)
+  fathers = [zssr.sample_father(img, 32, rng, aug) for _ in range(6)]
+  black = sum(int((f.max(-1) < 0.02).sum()) for f in fathers)
+  if pad == "black":
+    assert black > 20  # Several whole corners.
+  else:
+    assert black == 0
+  with pytest.raises(ValueError, match="augment.pad"):
+    zssr.sample_father(img, 32, rng, aug_config(pad="zeros"))

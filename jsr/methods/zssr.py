@@ -19,9 +19,10 @@ trained from scratch on y alone, then applied to y:
 The defaults are the paper's released configuration (X2_ONE_JUMP_IDEAL_CONF). Departures: the
 reconstruction test and the policy check run after every `test_every` / `policy_check_every`
 updates (the reference counts from the first update); affine fathers are resampled with
-scipy's cubic-spline `affine_transform` and mirror-padded where the map leaves the image (the
-reference's OpenCV bicubic warp pads with black). One jitted step per update, dispatched asynchronously (a
-`lax.scan` over several updates ran 20x slower per update on XLA:CPU). Gradual SR (intermediate scales)
+scipy's cubic-spline `affine_transform` and mirror-padded where the map leaves the image
+(`zssr.augment.pad="black"`: zeros, as the reference's OpenCV bicubic warp pads). One jitted step
+per update, dispatched asynchronously (a `lax.scan` over several updates ran 20x slower per update
+on XLA:CPU). Gradual SR (intermediate scales)
 is not implemented: one jump of `config.scale`.
 
 `super_resolve(lr, config, seed)` is the whole method for one image; jsr/zeroshot.py runs it over
@@ -82,11 +83,18 @@ def father_size(shape: tuple[int, ...], crop_size: int, scale: int) -> int:
   return size
 
 
+# Where an affine map leaves the image: mirrored content, or black as the reference's OpenCV warp
+# (cv2.warpPerspective's default constant border) fills it.
+_PADDING = {"mirror": dict(mode="reflect"), "black": dict(mode="constant", cval=0.0)}
+
+
 def sample_father(image: np.ndarray, size: int, rng: np.random.Generator,
                   aug: ml_collections.ConfigDict) -> np.ndarray:
   """One (size, size, C) father from `image` (H, W, C) in [0, 1], the reference's three modes."""
   from scipy import ndimage  # pylint: disable=g-import-not-at-top  (scipy: a JAX dependency)
 
+  if aug.pad not in _PADDING:
+    raise ValueError(f"config.zssr.augment.pad must be one of {sorted(_PADDING)}, got {aug.pad!r}")
   h, w = image.shape[:2]
   u = rng.random()
   if u < aug.leave_as_is_probability:
@@ -126,7 +134,7 @@ def sample_father(image: np.ndarray, size: int, rng: np.random.Generator,
   matrix = np.array([[inv[1, 1], inv[1, 0]], [inv[0, 1], inv[0, 0]]])
   offset = np.array([inv[1, 2], inv[0, 2]])
   out = np.stack([ndimage.affine_transform(image[..., c], matrix, offset, output_shape=(size, size),
-                                           order=3, mode="reflect")
+                                           order=3, **_PADDING[aug.pad])
                   for c in range(image.shape[-1])], axis=-1)
   return np.clip(out, 0.0, 1.0).astype(np.float32)
 
