@@ -46,7 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.input_depth = 32  # channels of the noise code z
   d.input_scale = 0.1  # z = input_scale * U[0, 1) (get_noise's var=1/10)
   d.reg_noise_std = 0.03  # z + reg_noise_std * N(0, 1) at each step (0.05 at x8)
-  d.kernel_type = "lanczos2"  # the loss's Downsampler (jsr.ops.downsampler)
+  # The loss's downsampling: "lanczos2" (the reference's Downsampler, jsr.ops.downsampler),
+  # "lanczos3", or "bicubic" (MATLAB imresize: the operator that makes jsr's benchmark LR).
+  d.kernel_type = "lanczos2"
   d.report_every = 50  # iterations between loss reports (each waits for the device)
   # Iterations after which f(z) is kept in the log ("snapshot"), e.g. [250, 500, 1000] for
   # scripts/dip_iterations.py; each costs one forward pass.

@@ -43,6 +43,7 @@ import optax
 from jsr import progress as progress_lib
 from jsr.models import common, get_model
 from jsr.ops import downsampler
+from jsr.ops.resize import imresize
 
 
 def create_model(config: ml_collections.ConfigDict, channels: int) -> nn.Module:
@@ -72,6 +73,18 @@ def init_state(config: ml_collections.ConfigDict, rng, channels: int) -> TrainSt
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
+# The loss's HR -> LR operators: the reference's Downsampler, or jsr's benchmark protocol itself.
+KERNEL_TYPES = ("lanczos2", "lanczos3", "bicubic")
+
+
+def degrade(x, scale: int, kernel_type: str):
+  """d(x): "lanczos2"/"lanczos3", the reference's fixed Downsampler (jsr.ops.downsampler), or
+  "bicubic", MATLAB imresize by 1/scale (the operator jsr's benchmark LR images are made with)."""
+  if kernel_type == "bicubic":
+    return imresize(x, 1.0 / scale)
+  return downsampler.downsample(x, scale, kernel_type)
+
+
 def train_step(state: TrainState, z, lr, rng, *, scale: int, kernel_type: str,
                reg_noise_std: float):
   """One Adam step on ||d(f(z + reg_noise_std * n)) - lr||^2 (mean); returns (state, MSE)."""
@@ -80,7 +93,7 @@ def train_step(state: TrainState, z, lr, rng, *, scale: int, kernel_type: str,
 
   def loss_fn(params):
     out = state.apply_fn({"params": params}, z_in)
-    return jnp.mean((downsampler.downsample(out, scale, kernel_type) - lr) ** 2)
+    return jnp.mean((degrade(out, scale, kernel_type) - lr) ** 2)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   return state.apply_gradients(grads=grads), loss
@@ -96,6 +109,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.scale < 2 or config.scale % 2:
     raise ValueError(f"DIP: scale must be 2 or 4 (the Downsampler needs an even factor), "
                      f"got {config.scale}")
+  if d.kernel_type not in KERNEL_TYPES:
+    raise ValueError(f"config.dip.kernel_type must be one of {KERNEL_TYPES}, "
+                     f"got {d.kernel_type!r}")
   if d.iterations < 1 or d.report_every < 1:
     raise ValueError("config.dip.iterations and report_every must be positive")
   bad = [i for i in d.snapshot_iters if not 1 <= i <= d.iterations]
