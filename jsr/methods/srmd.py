@@ -21,8 +21,9 @@ Training (per sample, on device, inside the jitted step, from the step's rng):
     to the LR size.
 
 The paper also trains on isotropic kernels of width [0.2, 2/3/4] and scales the anisotropic
-eigenvalue range with the scale factor (0.5 to 6/8/10); the released training code draws the one
-distribution above for every scale, and so does this method (its ranges are config keys).
+eigenvalue range with the scale factor (0.5 to 6/8/10); the released training code (the x3 demo,
+whose degradation_model.m has no scale-dependent range) draws the one distribution above, and this
+method draws it for every scale (its ranges are config keys).
 
 Loss, EMA, BatchNorm statistics and the state are the supervised method's (supervised.TrainState,
 compute_loss, inference_fields, generator_fields): only the LR synthesis and the model's second
