@@ -130,13 +130,12 @@ def test_concat_crop_takes_the_references_window():
   np.testing.assert_array_equal(dip_net.crop_to(x, 5, 5)[0, :, :, 0], np.asarray(x)[0, 1:6, 0:5, 0])
 
 
-@pytest.mark.parametrize("shape", [(2, 24, 16, 32), (1, 23, 17, 32)])
-def test_tiny_net_keeps_the_input_size_and_outputs_in_0_1(shape):
+def test_tiny_net_keeps_the_input_size_and_outputs_in_0_1():
   net = dip_net.Model(variant="tiny", out_channels=3)
-  z = jax.random.uniform(jax.random.key(0), shape) * 0.1
-  params = net.init(jax.random.key(1), z)
-  out = net.apply(params, z)
-  chex.assert_shape(out, shape[:3] + (3,))
+  z = jax.random.uniform(jax.random.key(0), (2, 23, 17, 32)) * 0.1  # Odd sides: crops at work.
+  params = jax.jit(net.init)(jax.random.key(1), z)
+  out = jax.jit(net.apply)(params, z)
+  chex.assert_shape(out, (2, 23, 17, 3))
   assert float(out.min()) > 0.0 and float(out.max()) < 1.0  # Sigmoid output.
 
 
@@ -176,10 +175,10 @@ class Recorder(progress_lib.Progress):
 def test_super_resolve_fits_the_lr_image_and_keeps_snapshots():
   config = load_config()
   config.dip.snapshot_iters = [10, 20]
-  lr = photo(9, 11)
+  lr = photo(8, 10)  # The engine test's HR size: compiled once for both.
   rec = Recorder()
   sr, log = dip.super_resolve(lr, config, seed=0, progress=rec)
-  chex.assert_shape(sr, (36, 44, 3))
+  chex.assert_shape(sr, (32, 40, 3))
   assert 0.0 <= sr.min() and sr.max() <= 1.0
   n, every = config.dip.iterations, config.dip.report_every
   assert log["iterations"] == n and rec.total == n
@@ -189,7 +188,7 @@ def test_super_resolve_fits_the_lr_image_and_keeps_snapshots():
   mses = [m for _, m in log["rec_mse"]]
   assert mses[-1] < mses[0]  # The fit to the LR image improves.
   assert log["snapshot_iters"] == [10, 20]
-  chex.assert_shape(log["snapshot"], (2, 36, 44, 3))
+  chex.assert_shape(log["snapshot"], (2, 32, 40, 3))
   # The same seed, the same result.
   sr2, _ = dip.super_resolve(lr, config, seed=0)
   np.testing.assert_allclose(sr, sr2, atol=1e-5)

@@ -41,7 +41,7 @@ import numpy as np
 import optax
 
 from jsr import progress as progress_lib
-from jsr.models import common, get_model
+from jsr.models import get_model
 from jsr.ops import downsampler
 from jsr.ops.resize import imresize
 
@@ -63,14 +63,14 @@ def make_code(key, height: int, width: int, config: ml_collections.ConfigDict):
 
 
 def init_state(config: ml_collections.ConfigDict, rng, channels: int) -> TrainState:
-  model = create_model(config, channels)
+  _, _, init_fn = _compiled(_compile_key(config), channels)
   # Parameters do not depend on the spatial size: initialise on a small code.
-  side = 2 ** len(model.down)
+  side = 2 ** len(create_model(config, channels).down)
   dummy = jnp.zeros((1, side, side, config.dip.input_depth), jnp.float32)
-  params = common.init_variables(model, rng, dummy)["params"]
+  params = init_fn(rng, dummy)["params"]
   d = config.dip
   tx = optax.adam(learning_rate=d.lr, b1=d.b1, b2=d.b2, eps=d.eps)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+  return TrainState.create(apply_fn=create_model(config, channels).apply, params=params, tx=tx)
 
 
 # The loss's HR -> LR operators: the reference's Downsampler, or jsr's benchmark protocol itself.
@@ -119,16 +119,28 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.dip.snapshot_iters {bad} outside 1..{d.iterations}")
 
 
-@functools.lru_cache(maxsize=8)
-def _compiled(config_json: str, channels: int):
-  """Jitted step and render for one config and channel count (shapes traced per image)."""
-  config = ml_collections.ConfigDict(json.loads(config_json))
+def _compile_key(config: ml_collections.ConfigDict) -> str:
+  """What the compiled functions depend on (not the iteration count or snapshots, so runs that
+  differ only in those share one compile)."""
   d = config.dip
+  return json.dumps({"model": config.model.to_dict(), "scale": config.scale,
+                     "kernel_type": d.kernel_type, "reg_noise_std": d.reg_noise_std},
+                    sort_keys=True)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(key: str, channels: int):
+  """Jitted step, render and init for one _compile_key and channel count (shapes traced per
+  image). The init is jitted too: unlike the big supervised nets (common.init_variables), this
+  one's few parameter tensors compile in one go faster than ~100 ops run one by one."""
+  k = json.loads(key)
+  config = ml_collections.ConfigDict({"model": k["model"]})
+  model = create_model(config, channels)
   # Donate the state: the parameters and both Adam moments are rewritten every step.
-  step = jax.jit(functools.partial(train_step, scale=config.scale, kernel_type=d.kernel_type,
-                                   reg_noise_std=d.reg_noise_std), donate_argnums=0)
-  out = jax.jit(functools.partial(render, apply_fn=create_model(config, channels).apply))
-  return step, out
+  step = jax.jit(functools.partial(train_step, scale=k["scale"], kernel_type=k["kernel_type"],
+                                   reg_noise_std=k["reg_noise_std"]), donate_argnums=0)
+  out = jax.jit(functools.partial(render, apply_fn=model.apply))
+  return step, out, jax.jit(model.init)
 
 
 def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int = 0,
@@ -152,7 +164,7 @@ def super_resolve(lr: np.ndarray, config: ml_collections.ConfigDict, seed: int =
   if min(height, width) < 2 ** scales:
     raise ValueError(f"DIP: an HR size of {height}x{width} is too small for the network's "
                      f"{scales} scales (at least {2 ** scales} pixels a side)")
-  step_fn, out_fn = _compiled(config.to_json(), channels)
+  step_fn, out_fn, _ = _compiled(_compile_key(config), channels)
   key = jax.random.key(seed)
   state = init_state(config, jax.random.fold_in(key, 0), channels)
   z = make_code(jax.random.fold_in(key, 1), height, width, config)
