@@ -11,6 +11,7 @@ MATLAB bicubic on the 8-bit HR, Y-PSNR/SSIM of the 8-bit output with `scale` pix
 ~0.6 MFLOP per HR pixel forward), `--max_images=K` the first K images of each set. The JSON is
 rewritten after each image, and a rerun with the same --output skips the images already in it,
 so a long run can be done in pieces (`--plot_only` redraws the plot from the JSON).
+`--time_sides=64,128,256,512` only times training steps at those HR sides.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ flags.DEFINE_integer("seed", 0, "Seed of the net's init, code and perturbations.
 flags.DEFINE_string("output", "docs/runs/dip_iterations_x4.json", "JSON results (resumed).")
 flags.DEFINE_string("plot", "docs/dip_iterations_x4.png", "PNG plot ('' for none).")
 flags.DEFINE_bool("plot_only", False, "Only redraw --plot from --output.")
+flags.DEFINE_list("time_sides", [], "Only time training steps of the net on random square HR "
+                  "images of these sides (e.g. 64,128,256,512) and print seconds per step.")
 FLAGS = flags.FLAGS
 
 
@@ -109,9 +112,39 @@ def plot(results: dict, path: str) -> None:
   print("wrote", path)
 
 
+def time_steps(sides, scale: int, variant: str, steps: int = 3) -> None:
+  """Seconds per jitted training step at each HR side (after one compiling step)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from configs import dip as dip_config  # pylint: disable=g-import-not-at-top
+  from jsr.methods import dip  # pylint: disable=g-import-not-at-top
+
+  config = dip_config.get_config(f"scale={scale},variant={variant}")
+  step, _, _ = dip._compiled(dip._compile_key(config), 3)  # pylint: disable=protected-access
+  for side in sides:
+    state = dip.init_state(config, jax.random.key(0), 3)
+    z = dip.make_code(jax.random.key(1), side, side, config)
+    lr = jnp.asarray(np.random.default_rng(0).random((1, side // scale, side // scale, 3),
+                                                     np.float32))
+    t0 = time.perf_counter()
+    state, loss = step(state, z, lr, jax.random.key(2))
+    float(loss)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+      state, loss = step(state, z, lr, jax.random.key(2))
+    float(loss)
+    print(f"HR {side}x{side}: first step (compile) {compile_s:.1f} s, "
+          f"{(time.perf_counter() - t0) / steps:.2f} s/iteration", flush=True)
+
+
 def main(argv):
   del argv
   out_path = Path(FLAGS.output)
+  if FLAGS.time_sides:
+    time_steps([int(v) for v in FLAGS.time_sides], FLAGS.scale, FLAGS.variant)
+    return
   if FLAGS.plot_only:
     plot(json.loads(out_path.read_text()), FLAGS.plot)
     return
