@@ -107,8 +107,8 @@ def render(params, z, *, apply_fn):
 def check_config(config: ml_collections.ConfigDict) -> None:
   d = config.dip
   if config.scale < 2 or config.scale % 2:
-    raise ValueError(f"DIP: scale must be 2 or 4 (the Downsampler needs an even factor), "
-                     f"got {config.scale}")
+    raise ValueError(f"DIP: the scale must be even (2, 4, 8: the Downsampler's padding needs an "
+                     f"even factor), got {config.scale}")
   if d.kernel_type not in KERNEL_TYPES:
     raise ValueError(f"config.dip.kernel_type must be one of {KERNEL_TYPES}, "
                      f"got {d.kernel_type!r}")
