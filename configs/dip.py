@@ -9,7 +9,7 @@ MSE, Adam 0.01, 2000 iterations. At about 0.6 MFLOP per HR pixel forward, a 512x
 ~0.5 TFLOP per iteration: a GPU job (docs/dip.md has timings).
 
 Args: scale=2|4 (default 4; x2 reuses the x4 settings, the authors ran x4 and x8 only),
-variant=paper|tiny, runlocal (a tiny net, a few iterations: seconds).
+variant=paper|tiny, runlocal (a tiny net, 30 iterations: a minute or two on a 2-core CPU).
 
 The default scores the two held-out photos bundled with scikit-image; point it at benchmarks with
 `--config.eval.sets=set5=/data/Set5,set14=/data/Set14` and at your own LR images with
