@@ -274,13 +274,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
     return total, (terms, out, updates)
 
   (loss, (terms, sr, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
-  if has_bn:
-    new_state = new_state.replace(batch_stats=updates["batch_stats"])
-  if state.ema_params is not None:
-    d = optim.ema_decay_at(config.ema_decay, state.step)
-    new_state = new_state.replace(ema_params=jax.tree.map(
-        lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
+  new_state = supervised.apply_update(state, grads, updates, config)
   metrics = {"loss": loss, **terms, "psnr": supervised._psnr(sr, hr),  # noqa: SLF001
              "grad_norm": optax.tree.norm(grads), "noise_sigma": jnp.mean(sigma),
              "learning_rate": optim.make_schedule(config.optim, config.total_steps)(state.step)}

@@ -232,6 +232,19 @@ def compute_loss(outputs, hr, loss_fn, scale: int) -> tuple[jax.Array, dict[str,
   return total, terms
 
 
+def apply_update(state: TrainState, grads, updates, config: ml_collections.ConfigDict) -> TrainState:
+  """One optimizer step, then the new BatchNorm statistics (`updates` from a mutable apply) and
+  the EMA weights, where the state keeps them."""
+  new_state = state.apply_gradients(grads=grads)
+  if state.batch_stats is not None:
+    new_state = new_state.replace(batch_stats=updates["batch_stats"])
+  if state.ema_params is not None:
+    d = optim.ema_decay_at(config.ema_decay, state.step)
+    new_state = new_state.replace(ema_params=jax.tree.map(
+        lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
+  return new_state
+
+
 def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict, frozen=None):
   del frozen  # No pretrained parts.
   hr = _to_float(batch["image"])
@@ -252,13 +265,7 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
     return total, (terms, _as_list(out)[-1], updates)
 
   (loss, (terms, sr, updates)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
-  if has_bn:
-    new_state = new_state.replace(batch_stats=updates["batch_stats"])
-  if state.ema_params is not None:
-    d = optim.ema_decay_at(config.ema_decay, state.step)
-    new_state = new_state.replace(ema_params=jax.tree.map(
-        lambda e, p: d * e + (1.0 - d) * p, state.ema_params, new_state.params))
+  new_state = apply_update(state, grads, updates, config)
   metrics = {"loss": loss, **terms, "psnr": _psnr(sr, hr), "grad_norm": optax.tree.norm(grads),
              "learning_rate": optim.make_schedule(config.optim, config.total_steps)(state.step)}
   return new_state, metrics
