@@ -261,15 +261,9 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
   deg = jax.lax.stop_gradient(
       degradation_vector(kernel_code(kernels, basis), sigma, model.noise_channel))
   loss_fn = losses.parse_loss(config.loss)
-  has_bn = state.batch_stats is not None
 
   def objective(params):
-    variables = {"params": params}
-    if has_bn:
-      variables["batch_stats"] = state.batch_stats
-      out, updates = state.apply_fn(variables, lr, deg, train=True, mutable=["batch_stats"])
-    else:
-      out, updates = state.apply_fn(variables, lr, deg, train=True), {}
+    out, updates = supervised.apply_train(state, params, lr, deg)
     total, terms = supervised.compute_loss(out, hr, loss_fn, config.scale)
     return total, (terms, out, updates)
 

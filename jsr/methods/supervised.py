@@ -232,6 +232,15 @@ def compute_loss(outputs, hr, loss_fn, scale: int) -> tuple[jax.Array, dict[str,
   return total, terms
 
 
+def apply_train(state: TrainState, params, *inputs):
+  """The model in training mode: (output, {"batch_stats": new statistics} or {})."""
+  variables = {"params": params}
+  if state.batch_stats is None:
+    return state.apply_fn(variables, *inputs, train=True), {}
+  variables["batch_stats"] = state.batch_stats
+  return state.apply_fn(variables, *inputs, train=True, mutable=["batch_stats"])
+
+
 def apply_update(state: TrainState, grads, updates, config: ml_collections.ConfigDict) -> TrainState:
   """One optimizer step, then the new BatchNorm statistics (`updates` from a mutable apply) and
   the EMA weights, where the state keeps them."""
@@ -252,15 +261,9 @@ def train_step(state: TrainState, batch, rng, config: ml_collections.ConfigDict,
   lr = batch_lr(batch, hr, config, noise_rng, degrade_ops.kernel_from_config(config.degradation))
   target = sharpened(hr, config) if "pixel" in sharpen_targets(config) else hr
   loss_fn = losses.parse_loss(config.loss)
-  has_bn = state.batch_stats is not None
 
   def objective(params):
-    variables = {"params": params}
-    if has_bn:
-      variables["batch_stats"] = state.batch_stats
-      out, updates = state.apply_fn(variables, lr, train=True, mutable=["batch_stats"])
-    else:
-      out, updates = state.apply_fn(variables, lr, train=True), {}
+    out, updates = apply_train(state, params, lr)
     total, terms = compute_loss(out, target, loss_fn, config.scale)
     return total, (terms, _as_list(out)[-1], updates)
 
