@@ -190,6 +190,30 @@ def test_degradation_is_blur_then_matlab_bicubic(scale):
   np.testing.assert_allclose(got_q, np.round(np.clip(np.stack(want), 0, 1) * 255) / 255, atol=1e-6)
 
 
+def test_direct_downsampling_keeps_every_s_th_blurred_pixel():
+  """downsample="direct" (the hidden-kernel sets' model): scipy's correlation with replicated
+  borders, then pixels 0, s, 2s, ... of each axis; an unknown mode is refused at init."""
+  scale = 3
+  config = get_config(f"runlocal,scale={scale}")
+  config.srmd.quantize = "none"
+  config.srmd.downsample = "direct"
+  size = 8 * scale
+  hr = smooth_hr(2, size, seed=3)
+  ks = np.stack([matlab_anisotropic_gaussian(15, 1.1, 3.0, 0.7),
+                 matlab_anisotropic_gaussian(15, 0.0, 1.0, 1.0)]).astype(np.float32)
+  got = np.asarray(jax.jit(lambda x, k: srmd.degrade(x, k, jnp.zeros(2), jax.random.key(0),
+                                                     config))(hr, ks))
+  want = np.stack([np.stack([ndimage.correlate(hr[b, ..., c].astype(np.float64),
+                                               ks[b].astype(np.float64), mode="nearest")
+                             for c in range(3)], -1)[::scale, ::scale] for b in range(2)])
+  chex.assert_shape(got, (2, size // scale, size // scale, 3))
+  np.testing.assert_allclose(got, want, atol=2e-6)
+
+  config.srmd.downsample = "nearest"
+  with pytest.raises(ValueError, match="config.srmd.downsample"):
+    srmd.init(config, jax.random.key(0), {"image": np.zeros((2, size, size, 3), np.uint8)})
+
+
 def test_noise_has_each_samples_level():
   config = get_config()
   config.srmd.quantize = "before_noise"
