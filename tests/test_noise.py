@@ -150,6 +150,29 @@ def test_poisson_table_cdf_matches_scipy():
   assert np.max(np.abs(cdf - ref)) < 1e-7
 
 
+def test_poisson_counts_are_the_inverse_cdf_at_the_16_bit_uniform():
+  """The guide-table inversion returns exactly #{n : CDF[n] <= u}, u = (k + 0.5) / 65536, the
+  textbook inverse-CDF sample (np.searchsorted on scipy's CDF table in float32): every k for the
+  rows of a near-zero, a mid and the largest rate at each vals, and 400k random (row, k) pairs."""
+  cdf = stats.poisson.cdf(np.arange(512), (
+      (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float64)[None]
+      * 2.0 ** np.arange(9)[:, None])[..., None]).reshape(-1, 512).astype(np.float32)
+  u_of = lambda k: ((k.astype(np.float32) + np.float32(0.5)) / np.float32(65536)).astype(np.float32)
+  every_k = np.arange(65536)
+  rows_all = np.array([j * 256 + lv for j in (0, 3, 8) for lv in (1, 128, 255)])
+  r = np.random.default_rng(0)
+  rows = np.concatenate([np.repeat(rows_all, 65536), r.integers(0, 9 * 256, 400_000)])
+  ks = np.concatenate([np.tile(every_k, rows_all.size), r.integers(0, 65536, 400_000)])
+  want = np.array([np.searchsorted(cdf[row], u, side="right") for row, u in
+                   zip(rows[-400_000:], u_of(ks[-400_000:]))])
+  want = np.concatenate([np.concatenate([np.searchsorted(cdf[row], u_of(every_k), side="right")
+                                         for row in rows_all]), want])
+  got = np.asarray(jax.jit(lambda row, k: noise._poisson_counts(None, row, bits=k))(
+      jnp.asarray(rows, jnp.int32), jnp.asarray(ks, jnp.uint32)))
+  np.testing.assert_array_equal(got, want)
+  assert want.max() > 290  # the far tail of lam = 256 was reached
+
+
 def test_random_poisson_params():
   x = jnp.asarray(np.random.default_rng(3).random((800, 8, 8, 3)), jnp.float32)
   out, p = np_tree(jax.jit(lambda r, x: noise.random_poisson(r, x, (0.05, 3.0), 0.4))(
