@@ -33,6 +33,29 @@ def np_tree(tree):
 # ---------------------------------------------------------------------------------------------- #
 
 
+def test_random_bits_are_uniform_and_independent():
+  """The hash field the noises read: each 16-bit half uniform over 256 bins (chi-square), no
+  correlation between horizontal neighbours, channels, the two halves, or two keys' fields;
+  the same key gives the same field, and the lowest bit is a fair coin."""
+  shape = (4, 128, 128, 3)
+  bits = np.asarray(jax.jit(lambda k: noise.random_bits(k, shape))(jax.random.key(7)))
+  again = np.asarray(noise.random_bits(jax.random.key(7), shape))
+  other = np.asarray(noise.random_bits(jax.random.key(8), shape))
+  np.testing.assert_array_equal(bits, again)
+  n = bits.size
+  hi, lo = (bits >> 16).astype(np.float64), (bits & 0xFFFF).astype(np.float64)
+  for half in (hi, lo):
+    counts = np.bincount((half.ravel() / 256).astype(int), minlength=256)
+    assert stats.chisquare(counts).pvalue > 1e-4
+  u = (hi + 0.5) / 65536 - 0.5
+  tol = 5 / np.sqrt(n)
+  for a, b in ((u[:, :, 1:], u[:, :, :-1]), (u[..., 1:], u[..., :-1]), (u[:, 1:], u[:, :-1])):
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < tol
+  assert abs(np.corrcoef(hi.ravel(), lo.ravel())[0, 1]) < tol
+  assert abs(np.corrcoef(hi.ravel(), (other >> 16).ravel().astype(np.float64))[0, 1]) < tol
+  assert_binomial((bits & 1).sum(), n, 0.5)
+
+
 def test_gaussian_std_and_gray_planes():
   x = jnp.full((6, 64, 64, 3), 0.5, jnp.float32)
   sigma = jnp.asarray([0.01, 0.05, 0.1, 0.02, 0.0, 0.2])

@@ -34,6 +34,7 @@ KAIR's `utils_blindsr.add_Gaussian_noise` (BSRGAN). Three choices differ from a 
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -70,12 +71,14 @@ def _finish(out, clip: bool):
 # ---------------------------------------------------------------------------------------------- #
 
 
-# Random fields cost most of the noise ops on a CPU (XLA draws ~30M 32-bit words/s there, and
-# jax.random.normal's erfinv doubles that). The noises therefore read 16 bits each of one 32-bit
-# field (`bits`): Gaussian from the high half through a 65536-entry table of normal quantiles,
-# Poisson's uniform from the low half, so a pipeline that draws both (Real-ESRGAN computes both
-# and keeps one per sample) pays for one field. 16 bits resolve the normal to 1/65536 in
-# probability (tails cut at 4.3 sigma) -- far below what 8-bit images show.
+# Random fields cost most of the noise ops on a CPU: XLA's generators (threefry, and the
+# RngBitGenerator behind "rbg" keys) draw ~30-50M 32-bit words/s there, ~7 ms per 256 x 256 x 3
+# image, more than everything else the noise does. So the noises read one 32-bit field drawn by a
+# counter-based hash (`random_bits`, ~4G words/s on the same CPU), 16 bits each: Gaussian from the
+# high half through a 65536-entry table of normal quantiles, Poisson's uniform from the low half,
+# so a pipeline that draws both (Real-ESRGAN computes both and keeps one per sample) pays for one
+# field. 16 bits resolve the normal to 1/65536 in probability (tails cut at 4.3 sigma) -- far
+# below what 8-bit images show.
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,9 +87,28 @@ def _normal_table() -> np.ndarray:
   return scipy_special.ndtri((np.arange(65536) + 0.5) / 65536).astype(np.float32)
 
 
+def _mix32(x):
+  """Wellons' `lowbias32` integer hash (hash-prospector; avalanche bias ~0.17%): a bijection of
+  uint32 built from xor-shifts and odd multiplications."""
+  x = x ^ (x >> 16)
+  x = x * jnp.uint32(0x7FEB352D)
+  x = x ^ (x >> 15)
+  x = x * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
 def random_bits(rng, shape) -> jax.Array:
-  """The uint32 field the noises read (`bits=`): one draw shared by Gaussian and Poisson."""
-  return jax.random.bits(rng, shape, jnp.uint32)
+  """The uint32 field the noises read (`bits=`): one draw shared by Gaussian and Poisson.
+
+  Counter-based, like JAX's threefry: two 32-bit words (s0, s1) are drawn from `rng` with
+  jax.random, and element i (row-major) is mix(mix(i * 0x9E3779B9 + s0) ^ s1). The same key gives
+  the same field on every backend; distinct elements of a field are distinct words (the map from
+  i is a bijection). Not a cryptographic generator, and not meant to be: tests/test_noise.py
+  checks its uniformity and the independence of neighbouring pixels, channels and keys.
+  """
+  s = jax.random.bits(rng, (2,), jnp.uint32)
+  i = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
+  return _mix32(_mix32(i * jnp.uint32(0x9E3779B9) + s[0]) ^ s[1])
 
 
 def _standard_normal(rng, shape, bits=None):
