@@ -52,10 +52,12 @@ def test_resize_matches_opencv_on_valid_regions(mode):
     assert np.all(out[i, th:] == 0) and np.all(out[i, :, tw:] == 0)
 
 
-def test_filter2d_is_opencv_reflect101_correlation_per_sample():
+@pytest.mark.parametrize("buf_h,buf_w", [(40, 40), (43, 47)])
+def test_filter2d_is_opencv_reflect101_correlation_per_sample(buf_h, buf_w):
+  # 43 + 8 = 51 = 3 x 17 and 47 + 8 = 55 = 5 x 11: transforms zero-padded to 54 x 60.
   rng = np.random.default_rng(1)
   sizes = [(40, 40), (25, 33), (12, 40)]
-  buf = np.full((3, 40, 40, 3), -5.0, np.float32)
+  buf = np.full((3, buf_h, buf_w, 3), -5.0, np.float32)
   kernels = rng.random((3, 9, 9)).astype(np.float32)  # not symmetric: correlation vs convolution
   kernels /= kernels.sum(axis=(1, 2), keepdims=True)
   imgs = []

@@ -226,13 +226,29 @@ def filter2d(x, kernels, hv=None, wv=None):
   hv = _as_sizes(h if hv is None else hv, b)
   wv = _as_sizes(w if wv is None else wv, b)
   xp = _gather_rows_cols(x, _reflect_index(h, r, hv), _reflect_index(w, r, wv))
-  hp, wp = h + 2 * r, w + 2 * r
-  # Correlation by FFT: flip the kernel into a zero image of the padded size; the circular
-  # wrap-around only reaches the first k - 1 rows/columns, which are cut off.
-  kf = jnp.zeros((b, hp, wp), jnp.float32).at[:, :k, :k].set(kernels[:, ::-1, ::-1])
-  xf = jnp.fft.rfft2(xp.astype(jnp.float32), axes=(1, 2))
-  y = jnp.fft.irfft2(xf * jnp.fft.rfft2(kf, axes=(1, 2))[..., None], s=(hp, wp), axes=(1, 2))
+  # Correlation by FFT: flip the kernel into a zero image of the transform size; the circular
+  # wrap-around only reaches the first k - 1 rows/columns, which are cut off. The transform is
+  # zero-padded from the padded image's size to the next 5-smooth size (2^a 3^b 5^c): a size
+  # with a large prime factor costs ~2x (404 = 4 x 101: 237 ms for a (16, 3) batch, 405: 111).
+  fh, fw = _smooth_size(h + 2 * r), _smooth_size(w + 2 * r)
+  kf = jnp.zeros((b, fh, fw), jnp.float32).at[:, :k, :k].set(kernels[:, ::-1, ::-1])
+  xf = jnp.fft.rfft2(xp.astype(jnp.float32), s=(fh, fw), axes=(1, 2))
+  y = jnp.fft.irfft2(xf * jnp.fft.rfft2(kf, axes=(1, 2))[..., None], s=(fh, fw), axes=(1, 2))
   return y[:, k - 1:k - 1 + h, k - 1:k - 1 + w, :].astype(x.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _smooth_size(n: int) -> int:
+  """The smallest m >= n whose only prime factors are 2, 3 and 5."""
+  m = n
+  while True:
+    q = m
+    for p in (2, 3, 5):
+      while q % p == 0:
+        q //= p
+    if q == 1:
+      return m
+    m += 1
 
 
 def _valid_mask(h, w, hv, wv):
