@@ -263,7 +263,15 @@ def make_sr_fn(predict: Callable, params: PyTree, scale: int, *, self_ensemble: 
     run = functools.partial(run_tiles, params)
     return np.stack([_tiled(run, im, scale, tile, tile_overlap, batch, put, info) for im in lr])
 
+  def precompile(lr: jax.ShapeDtypeStruct):
+    """Compile the whole-image call for one LR shape (evaluate.precompile); tiles need not: one
+    compile serves every size."""
+    if not tile:
+      run_full.lower(params, jax.ShapeDtypeStruct(lr.shape, jnp.float32,
+                                                  sharding=replicated)).compile()
+
   sr_fn.info = info
+  sr_fn.precompile = precompile
   # Compiled variants of the per-tile call (jax's cache; for tests and curious users).
   sr_fn.tile_compilations = run_tiles._cache_size  # pylint: disable=protected-access
   return sr_fn

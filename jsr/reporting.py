@@ -117,7 +117,9 @@ def run_eval(sr_fn: Callable, sets: dict[str, EvalSet], scale: int, writer, step
 
 def make_sr_fn(predict: Callable, mesh: jax.sharding.Mesh, variables: Any) -> Callable:
   """lr (1, h, w, C) -> sr (1, h*s, w*s, C) with the jitted `predict(variables, lr)`; gray
-  images go through the RGB model as three equal channels and come back as their mean."""
+  images go through the RGB model as three equal channels and come back as their mean.
+  `sr_fn.precompile(lr_struct)` compiles predict for one LR shape (evaluate.precompile); it reads
+  only the variables' shapes, so it may run in a thread while training goes on."""
 
   def sr_fn(lr):
     gray = lr.shape[-1] == 1
@@ -125,4 +127,20 @@ def make_sr_fn(predict: Callable, mesh: jax.sharding.Mesh, variables: Any) -> Ca
     sr = predict(variables, lr)
     return jnp.mean(sr, axis=-1, keepdims=True) if gray else sr
 
+  # Shapes only: precompile must not touch buffers a donating train step may have freed.
+  # jit's cache tells committed arrays (placed by device_put) from uncommitted ones: describe
+  # each as the call will see it, or the call compiles again.
+  abstract = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=getattr(a, "weak_type", False),
+                                     sharding=a.sharding if getattr(a, "committed", False)
+                                     else None),
+      variables)
+  rep = mesh_lib.replicated(mesh)
+
+  def precompile(lr: jax.ShapeDtypeStruct):
+    """Compile `predict` for LR images of this shape (gray ones go through it as RGB)."""
+    rgb = jax.ShapeDtypeStruct((*lr.shape[:-1], 3), lr.dtype, sharding=rep)
+    return predict.lower(abstract, rgb).compile()
+
+  sr_fn.precompile = precompile
   return sr_fn

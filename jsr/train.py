@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import os
 import re
+import threading
 import types
 from typing import Any, Callable, Iterator
 
@@ -83,6 +84,24 @@ def make_predict(method: types.ModuleType, config: ml_collections.ConfigDict,
   rep = mesh_lib.replicated(mesh)
   return jax.jit(lambda variables, lr: method.predict(variables, lr, config),
                  in_shardings=(rep, rep), out_shardings=rep)
+
+
+def _start_eval_precompile(sr_fns, items, scale: int, metric_names) -> threading.Thread:
+  """evaluate.precompile in a daemon thread; a failure there is only logged (the evaluation then
+  compiles what is missing itself)."""
+
+  def run():
+    try:
+      info = evaluate.precompile(sr_fns, items, scale, metric_names)
+      logging.info("Evaluation precompiled: %d programs for %d image shapes in %.1f s.",
+                   info["programs"], info["shapes"], info["seconds"])
+    except Exception as e:  # noqa: BLE001 - an optimisation; the evaluation does without it.
+      logging.warning("Evaluation precompile failed (%s: %s); the first evaluation compiles as "
+                      "it goes.", type(e).__name__, e)
+
+  thread = threading.Thread(target=run, name="eval-precompile", daemon=True)
+  thread.start()
+  return thread
 
 
 def check_finite(pending: list[tuple[int, dict[str, Any], Any]]
@@ -234,6 +253,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
     rows = mesh_lib.host_rows(mesh, config.data.batch_size)
 
     report = writers.make_progress(config.total_steps, writer)
+    # The evaluation's programs (per image shape: LR synthesis, bicubic, the model, the metrics)
+    # compile in threads while the first eval_every_steps train; the first evaluation waits for
+    # them instead of compiling one after the other (on a GPU, the host's cores are idle then).
+    precompiling = None
+    if eval_sets:
+      precompiling = _start_eval_precompile(
+          [evaluate.interpolation_fn("bicubic", config.scale),
+           reporting.make_sr_fn(predict, mesh, methods.inference_variables(method, config, state))],
+          [item for items in eval_sets.values() for item in items], config.scale, eval_metrics)
     bicubic: dict[str, Any] | None = None
     pending: list[tuple[int, dict, Any]] = []  # Device metrics not yet checked for NaN.
     to_log: list[tuple[int, dict]] = []        # Checked host metrics since the last log line.
@@ -258,6 +286,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> PyTre
         checkpoints.save(manager, step, state)
       if do_eval and eval_sets:
         with report.timed("eval"):
+          if precompiling is not None:
+            precompiling.join()
+            precompiling = None
           if bicubic is None:
             bicubic = reporting.run_bicubic_baseline(eval_sets, config.scale, writer, step,
                                                      eval_metrics)
