@@ -50,8 +50,13 @@ import time
 import types
 
 from absl import app, flags
-import cv2
 import numpy as np
+from PIL import Image
+
+try:
+  import cv2
+except ImportError:  # The GPU machines have no OpenCV: --only=jsr needs none.
+  cv2 = None
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -107,7 +112,8 @@ OPT = dict(
 
 # RealESRGANDataset: odd kernel sizes 7..21 (hard-coded there), padded to 21.
 KERNEL_RANGE = [2 * v + 1 for v in range(3, 11)]
-INTERP = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+INTERP = ({"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+          if cv2 is not None else {})
 
 # The BasicSR modules, loaded by load_basicsr (in this process and in each pool worker).
 _B = types.SimpleNamespace(deg=None, dj=None, ipu=None, jpeger=None, shims=[])
@@ -389,13 +395,17 @@ def load_crops(folder: str, n: int, size: int, seed: int) -> np.ndarray:
   per_image = math.ceil(n / len(paths))
   crops = []
   for p in paths:
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if img is None or min(img.shape[:2]) < size:
+    try:  # RGB, as cv2.imread(..., IMREAD_COLOR)[..., ::-1] gives it
+      with Image.open(p) as im:
+        img = np.asarray(im.convert("RGB"))
+    except OSError:
+      continue
+    if min(img.shape[:2]) < size:
       continue
     for _ in range(per_image):
       y = rng.integers(0, img.shape[0] - size + 1)
       x = rng.integers(0, img.shape[1] - size + 1)
-      crops.append(img[y:y + size, x:x + size, ::-1])
+      crops.append(img[y:y + size, x:x + size])
     if len(crops) >= n:
       break
   if len(crops) < n:
