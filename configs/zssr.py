@@ -66,9 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   z.augment.scale_diff_sigma = 0.25
   z.augment.shear_sigma = 0.1
   z.augment.allow_rotation = not given_kernel
-  # Where an affine father's map leaves the image: "mirror" (jsr's default) or "black" (zeros, as
-  # the reference's OpenCV warp pads; docs/zeroshot.md compares them on Set5).
-  z.augment.pad = "mirror"
+  # Where an affine father's map leaves the image: "black" (zeros, as the reference's OpenCV warp
+  # pads) or "mirror" (jsr's default until 2026-12-03; docs/zeroshot.md: black +0.10 dB on Set5).
+  z.augment.pad = "black"
 
   config.data = ml_collections.ConfigDict()
   config.data.inputs = ""  # a folder (or file) of LR images to upscale, unscored
