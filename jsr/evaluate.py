@@ -243,14 +243,16 @@ def evaluate_images(sr_fn: Callable, paths: Sequence[str | tuple[str, str]], sca
     if sr.shape != hr.shape:
       raise ValueError(f"{path}: the method returned {sr.shape} for LR {lr.shape}; expected "
                        f"{hr.shape}")
-    # Through the host: every method's output reaches the metrics as the same kind of array (not
-    # placed on a mesh), so the metric programs precompile made are the ones used.
-    sr = jnp.asarray(np.asarray(sr))
+    # Through the host (where the grids need it anyway): every method's output reaches the
+    # metrics as the same kind of array (not placed on a mesh), so the metric programs that
+    # precompile made are the ones used.
+    sr_host = np.asarray(sr)
+    sr = jnp.asarray(sr_host)
     values = score(sr, hr, scale, metric_names)
     rows.append({"image": Path(path).name, **({"lr": Path(item[0]).name} if paired else {}),
                  "height": int(hr.shape[1]), "width": int(hr.shape[2]), **values})
     if keep_outputs:
-      outputs.append((np.asarray(lr[0]), np.asarray(sr[0]), np.asarray(hr[0])))
+      outputs.append((np.asarray(lr[0]), sr_host[0], np.asarray(hr[0])))
     if log:
       log(f"  {Path(path).name:<28s} {hr.shape[1]:>5d}x{hr.shape[2]:<5d} {format_values(values)}")
   if not rows:
