@@ -267,3 +267,44 @@ def test_gradient_is_finite_lapsrn_all_levels():
   loss = lambda p: sum(charbonnier(o) for o in model.apply({"params": p}, x))
   grads = jax.jit(jax.grad(loss))(params)
   chex.assert_tree_all_finite(grads)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_icnr_upsampler_starts_as_conv_then_nearest_neighbour(scale):
+  """ICNR (Aitken et al. 2017): at init, each stage's conv + pixel shuffle equals a conv with
+  `features` outputs followed by nearest-neighbour upsampling, i.e. every r x r output block is
+  constant. Reference: numpy 'SAME' correlation with the first sub-pixel kernel of each feature,
+  then np.repeat along both axes."""
+  feats = 3
+  up = common.Upsampler(feats, scale, init_scheme="icnr")
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 5, 6, 2))
+  params = up.init(jax.random.PRNGKey(1), x)
+  y = np.asarray(up.apply(params, x))
+  h = np.asarray(x)[0]
+  for i, r in enumerate(common.scale_stages(scale)):
+    p = params["params"][f"Conv_{i}"]
+    w, b = np.asarray(p["kernel"]), np.asarray(p["bias"])
+    # the r^2 sub-pixel kernels of every feature are one kernel (not trivially zero)
+    assert np.abs(w).max() > 0
+    np.testing.assert_array_equal(w.reshape(3, 3, w.shape[2], feats, r * r),
+                                  np.repeat(w[..., ::r * r, None], r * r, axis=-1))
+    pad = np.pad(h, ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros(h.shape[:2] + (feats,))
+    for dy in range(3):
+      for dx in range(3):
+        out += pad[dy:dy + h.shape[0], dx:dx + h.shape[1]] @ w[dy, dx, :, ::r * r]
+    h = np.repeat(np.repeat(out + b[::r * r], r, axis=0), r, axis=1)
+  np.testing.assert_allclose(y[0], h, atol=1e-5)
+  # and the default init has no such structure: the blocks of its output are not constant
+  y0 = np.asarray(common.Upsampler(feats, scale).apply(
+      common.Upsampler(feats, scale).init(jax.random.PRNGKey(1), x), x))[0]
+  r = common.scale_stages(scale)[-1]
+  assert np.abs(y0[0::r, 0::r] - y0[r - 1::r, r - 1::r]).max() > 1e-3
+
+
+def test_srresnet_icnr_variants_have_the_paper_parameter_count():
+  x = jnp.zeros((1, 8, 8, 3))
+  count = lambda v: sum(a.size for a in jax.tree.leaves(
+      get_model("srresnet", variant=v, scale=4).init(jax.random.PRNGKey(0), x)["params"]))
+  assert count("paper_icnr") == count("paper") == 1_549_462
+  assert count("no_bn_icnr") == count("no_bn")

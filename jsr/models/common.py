@@ -127,18 +127,44 @@ class PReLU(nn.Module):
     return jnp.where(x >= 0, x, a.astype(x.dtype) * x)
 
 
+def icnr(r: int, base: Callable = torch_default) -> Callable:
+  """ICNR initialisation of a conv feeding `pixel_shuffle(., r)` (Aitken et al., "Checkerboard
+  artifact free sub-pixel convolution", 2017): draw one kernel per output feature with `base`
+  (at the fan-in of the conv) and repeat it for the feature's r^2 sub-pixel channels, so that
+  conv + shuffle starts as conv + nearest-neighbour upsampling and the sub-pixel grid (the
+  checkerboard of an undertrained upsampler) is absent at step 0 rather than trained away."""
+
+  def init(key, shape, dtype=jnp.float32):
+    *spatial, cin, cout = shape
+    if cout % (r * r):
+      raise ValueError(f"icnr: {cout} output channels are not divisible by r^2 = {r * r}")
+    w = base(key, (*spatial, cin, cout // (r * r)), dtype)
+    # pixel_shuffle reads channel c * r^2 + k for feature c: repeat each kernel r^2 times.
+    return jnp.repeat(w, r * r, axis=-1)
+
+  return init
+
+
 class Upsampler(nn.Module):
   """EDSR's Upsampler: per stage a 3x3 conv to r^2 * features, pixel shuffle by r (x4 = two x2
-  stages, x8 three), optionally followed by an activation (SRResNet: PReLU)."""
+  stages, x8 three), optionally followed by an activation (SRResNet: PReLU).
+
+  `init_scheme="icnr"` starts each stage's conv with ICNR (see `icnr`); "default" is PyTorch's init."""
   features: int
   scale: int
   activation: str | None = None  # None, "relu" or "prelu"
+  init_scheme: str = "default"  # "default" or "icnr"
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    if self.init_scheme not in ("default", "icnr"):
+      raise ValueError(f"Upsampler: unknown init_scheme {self.init_scheme!r} "
+                       "(expected 'default' or 'icnr')")
     for r in scale_stages(self.scale):
-      x = pixel_shuffle(conv(r * r * self.features, 3, dtype=self.dtype)(x), r)
+      kernel_init = icnr(r) if self.init_scheme == "icnr" else None
+      x = pixel_shuffle(conv(r * r * self.features, 3, dtype=self.dtype,
+                             kernel_init=kernel_init)(x), r)
       if self.activation == "relu":
         x = nn.relu(x)
       elif self.activation == "prelu":

@@ -25,6 +25,10 @@ VARIANTS = {
     # 1,549,462 params at x4 (1.5M; BN running statistics are not parameters), 1,401,749 at x2
     "paper": dict(features=64, blocks=16, batch_norm=True),
     "no_bn": dict(features=64, blocks=16, batch_norm=False),  # 1,545,238 params at x4
+    # The same networks with ICNR-initialised sub-pixel convs (jsr.models.common.icnr): no
+    # checkerboard at step 0, which a short training budget otherwise leaves in the output.
+    "paper_icnr": dict(features=64, blocks=16, batch_norm=True, upsample_init="icnr"),
+    "no_bn_icnr": dict(features=64, blocks=16, batch_norm=False, upsample_init="icnr"),
 }
 
 
@@ -33,6 +37,7 @@ class SRResNet(nn.Module):
   features: int = 64
   blocks: int = 16
   batch_norm: bool = True
+  upsample_init: str = "default"  # "icnr": ICNR sub-pixel convs (common.Upsampler)
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -51,7 +56,8 @@ class SRResNet(nn.Module):
       r = common.PReLU()(norm(common.conv(f, 3, dtype=dt)(h)))
       h = h + norm(common.conv(f, 3, dtype=dt)(r))
     h = skip + norm(common.conv(f, 3, dtype=dt)(h))
-    h = common.Upsampler(f, self.scale, activation="prelu", dtype=dt)(h)
+    h = common.Upsampler(f, self.scale, activation="prelu", init_scheme=self.upsample_init,
+                         dtype=dt)(h)
     return common.conv(x.shape[-1], 9, dtype=dt)(h).astype(jnp.float32)
 
 
