@@ -287,3 +287,17 @@ def test_two_devices_train_as_one(dirs, tmp_path):
   _, _, two, _ = inference.load_variables(str(tmp_path / "two"))
   for got, want in zip(jax.tree.leaves(two["params"]), jax.tree.leaves(one.g_ema)):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-6)
+
+
+def test_warm_start_warns_when_batch_norm_statistics_meet_other_crops():
+  """A BN generator warm-started on another crop size gets a warning naming both sizes; no
+  warning without BN, or with the same crops."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  src = ml_collections.ConfigDict({"data": {"patch_size": 64}})
+  dst = ml_collections.ConfigDict({"data": {"patch_size": 128}, "init_from": "/runs/mse"})
+  with_bn = {"params": {}, "batch_stats": {}}
+  msg = train.batch_norm_crop_warning(src, dst, with_bn)
+  assert msg is not None and "64-px" in msg and "128-px" in msg and "/runs/mse" in msg
+  assert train.batch_norm_crop_warning(src, dst, {"params": {}}) is None
+  same = ml_collections.ConfigDict({"data": {"patch_size": 64}, "init_from": "/runs/mse"})
+  assert train.batch_norm_crop_warning(src, same, with_bn) is None
