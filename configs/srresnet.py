@@ -7,9 +7,8 @@ Paper hyper-parameters (the defaults): MSE loss, 96x96 HR crops (24x24 LR at x4)
 Adam(b1=0.9), lr 1e-4, 10^6 update iterations, constant learning rate. The paper scales LR inputs
 to [0, 1] and HR to [-1, 1]; we keep both in [0, 1] (the MSE differs by a constant factor).
 
-Args: scale=2|4|8 (default 4; 3 also works), variant=paper|no_bn|paper_icnr|no_bn_icnr|tiny (default paper, with
-BN; *_icnr: ICNR-initialised sub-pixel convs),
-runlocal (tiny, seconds).
+Args: scale=2|4|8 (default 4; 3 also works), variant=paper|no_bn|paper_icnr|no_bn_icnr|tiny
+(default paper, with BN; *_icnr: ICNR-initialised sub-pixel convs), runlocal (tiny, seconds).
 
 Data: bundled scikit-image photos by default; the paper used 350k ImageNet images: any
 `--config.data.train=folder:/path` of HR photos.
