@@ -149,7 +149,8 @@ class Upsampler(nn.Module):
   """EDSR's Upsampler: per stage a 3x3 conv to r^2 * features, pixel shuffle by r (x4 = two x2
   stages, x8 three), optionally followed by an activation (SRResNet: PReLU).
 
-  `init_scheme="icnr"` starts each stage's conv with ICNR (see `icnr`); "default" is PyTorch's init."""
+  `init_scheme="icnr"` starts each stage's conv with ICNR (see `icnr`); "default" is PyTorch's
+  init."""
   features: int
   scale: int
   activation: str | None = None  # None, "relu" or "prelu"
