@@ -139,9 +139,9 @@ def batch_norm_crop_warning(source_config: ml_collections.ConfigDict,
                             config: ml_collections.ConfigDict, variables: dict) -> str | None:
   """A warning when a warm start copies BatchNorm statistics learnt on other crops.
 
-  A BN generator trains on batch statistics, which depend on the crop size (the zero-padded border,
-  for one, is a larger share of a small crop): SRResNet-MSE trained on 64-px crops loses 2.1 dB on 128-px
-  crops in train-mode BN against its running statistics (scripts/bn_crop_shift.py,
+  A BN generator trains on batch statistics, which depend on the crop size (the zero-padded
+  border, for one, is a larger share of a small crop): SRResNet-MSE trained on 64-px crops loses
+  2.1 dB on 128-px crops in train-mode BN against its running statistics (scripts/bn_crop_shift.py,
   docs/perceptual.md), so its fine-tune starts 2 dB down before any update.
   """
   if "batch_stats" not in variables:

@@ -65,8 +65,8 @@ def main(_):
     row = {"crop": p, "batch": n, "psnr_train_mode_bn": float(np.mean(psnr["train"])),
            "psnr_eval_mode_bn": float(np.mean(psnr["eval"]))}
     rows.append(row)
-    print(f"{p}-px crops, batch {n}: PSNR {row['psnr_train_mode_bn']:.2f} dB with batch statistics, "
-          f"{row['psnr_eval_mode_bn']:.2f} dB with the running ones")
+    print(f"{p}-px crops, batch {n}: PSNR {row['psnr_train_mode_bn']:.2f} dB with batch "
+          f"statistics, {row['psnr_eval_mode_bn']:.2f} dB with the running ones")
   if FLAGS.output:
     with open(FLAGS.output, "w") as f:
       json.dump({"workdir": FLAGS.workdir, "step": step, "patch_size": config.data.patch_size,
