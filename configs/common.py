@@ -107,7 +107,8 @@ def supervised(*, model: str, scale: int, variant: str, loss: str, lr_patch: int
   config.degradation.quantize = True  # round LR to 8 bits, as saved LR images are
   # Random real-world degradations instead (jsr.ops.realworld): "classical" (the block above),
   # "realesrgan" or "bsrgan" (per-sample chains drawn in the step; their blocks hold the papers'
-  # probabilities and ranges, e.g. --config.degradation.realesrgan.noise_range="(1, 20)").
+  # probabilities and ranges, e.g. --config.degradation.realesrgan.noise_range="(1, 20)"), or
+  # a mixture "bsrgan+realesrgan" (each batch draws one of the chains).
   config.degradation.pipeline = "classical"
   config.degradation.realesrgan = realworld.default_config("realesrgan")
   config.degradation.bsrgan = realworld.default_config("bsrgan")

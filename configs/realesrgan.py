@@ -19,7 +19,7 @@ at the same depths (conv1_2, conv2_2, conv3_3, conv4_3, conv5_3: each block's la
 ReLU). The pipeline's deviations are in configs/realesrnet.py.
 
 Args: scale=4|2 (default 4), variant=paper|small|tiny (G; D: paper, or tiny with tiny), vgg19,
-pipeline=realesrgan|bsrgan, runlocal (tiny nets, 32-px crops, 4 steps).
+pipeline=realesrgan|bsrgan|bsrgan+realesrgan, runlocal (tiny nets, 32-px crops, 4 steps).
 """
 
 from configs import common

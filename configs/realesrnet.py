@@ -17,7 +17,8 @@ queue is needed; BasicSR's `area` resize for non-integer factors is PyTorch's ad
 pooling, here OpenCV's INTER_AREA (exact box coverage).
 
 Args: scale=4|2 (default 4), variant=paper|small|tiny (jsr.models.rrdbnet.VARIANTS),
-pipeline=realesrgan|bsrgan (BSRGAN's degradation instead), runlocal (tiny, 4 steps).
+pipeline=realesrgan|bsrgan (BSRGAN's degradation instead)|bsrgan+realesrgan (a mixture: each
+batch draws one of the two chains), runlocal (tiny, 4 steps).
 """
 
 from configs import common

@@ -20,6 +20,7 @@ from jsr import inference
 from jsr import train
 from jsr import writers
 from jsr.methods import supervised
+from jsr.ops import realworld
 
 # The runlocal helpers the GAN tests use: config loading, a synthetic photo, a config on a folder.
 from test_gan import _photo, load_config, make  # pylint: disable=g-bad-import-order
@@ -104,6 +105,33 @@ def test_degradation_block_switches_any_supervised_config_to_bsrgan(dirs):
   config.degradation.pipeline = "jpeg"
   with pytest.raises(ValueError, match="degradation.pipeline"):
     supervised.init(config, jax.random.key(0), {"image": hr})
+
+
+def test_mixed_pipeline_runs_one_chain_per_batch(dirs):
+  """'bsrgan+realesrgan': each batch's LR is exactly one chain's LR (that chain run alone on the
+  same key), not a blend; over a few batches both chains occur. Bad mixtures are refused."""
+  config = make("edsr", dirs, "scale=4,runlocal")
+  config.degradation.pipeline = "bsrgan+realesrgan"
+  deg = config.degradation
+  hr = jnp.asarray(_photo(32, 32, 4)[None].repeat(2, axis=0)).astype(jnp.float32) / 255
+  mixed = jax.jit(lambda key: supervised.synthesize_lr(hr, config, key))
+  alone = {n: jax.jit(lambda key, n=n: realworld.degrade(hr, key, deg[n], 4, deg.sharpen)[0])
+           for n in ("bsrgan", "realesrgan")}
+  seen = []
+  for seed in range(6):
+    key = jax.random.key(seed)
+    lr = np.asarray(mixed(key))
+    assert lr.shape == (2, 8, 8, 3)
+    # The mixture spends the first half of a split on its choice and passes the second on.
+    refs = {n: np.asarray(f(jax.random.split(key)[1])) for n, f in alone.items()}
+    match = [n for n, r in refs.items() if np.allclose(lr, r, atol=1e-6)]
+    assert len(match) == 1, (seed, {n: float(np.abs(lr - r).max()) for n, r in refs.items()})
+    seen.append(match[0])
+  assert set(seen) == {"bsrgan", "realesrgan"}, seen
+  for bad in ("bsrgan+bsrgan", "bsrgan+jpeg", "classical+bsrgan"):
+    config.degradation.pipeline = bad
+    with pytest.raises(ValueError, match="joined by"):
+      supervised.init(config, jax.random.key(0), {"image": hr})
 
 
 # ------------------------------------------------------------------------------------------------

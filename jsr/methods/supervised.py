@@ -12,7 +12,9 @@ device, inside the step, in jnp:
     step's rng; `quantize` then rounds the noisy LR to 8 bits.
   * `degradation.pipeline="realesrgan"` / `"bsrgan"`: a random real-world chain per sample (blur,
     resize, noise, JPEG; jsr.ops.realworld) with the parameters of `degradation.<pipeline>`,
-    instead of all of the above.
+    instead of all of the above. Several joined by "+" (`"bsrgan+realesrgan"`) train on a
+    mixture: each batch draws one of the chains with equal probability (`jax.lax.switch`, so only
+    that chain runs).
 
 `degradation.sharpen.targets` ("pixel", Real-ESRGAN's l1_gt_usm) makes the loss compare with the
 unsharp-masked HR crop (BasicSR's USMSharp) instead of the crop itself.
@@ -89,10 +91,31 @@ PIPELINES = ("classical",) + realworld.PIPELINES
 
 
 def _pipeline(deg) -> str:
-  if deg.pipeline not in PIPELINES:
-    raise ValueError(f"config.degradation.pipeline must be one of {PIPELINES}, "
+  """config.degradation.pipeline, checked: "classical", one of realworld.PIPELINES, or several of
+  them joined by "+" (a mixture: each batch draws one chain, e.g. "bsrgan+realesrgan")."""
+  names = str(deg.pipeline).split("+")
+  ok = (deg.pipeline in PIPELINES or
+        (len(names) > 1 and len(set(names)) == len(names) and
+         all(n in realworld.PIPELINES for n in names)))
+  if not ok:
+    raise ValueError(f"config.degradation.pipeline must be one of {PIPELINES}, or several of "
+                     f"{realworld.PIPELINES} joined by '+' (e.g. 'bsrgan+realesrgan'), "
                      f"got {deg.pipeline!r}")
   return deg.pipeline
+
+
+def _realworld_lr(hr, rng, deg, scale: int):
+  """LR by the pipeline (or the mixture: one of its chains per batch, uniformly) deg names."""
+  names = deg.pipeline.split("+")
+  if len(names) == 1:
+    return realworld.degrade(hr, rng, deg[names[0]], scale, deg.sharpen)[0]
+  pick, rng = jax.random.split(rng)
+
+  def chain(name):
+    return lambda x, key: realworld.degrade(x, key, deg[name], scale, deg.sharpen)[0]
+
+  branches = [chain(n) for n in names]
+  return jax.lax.switch(jax.random.randint(pick, (), 0, len(names)), branches, hr, rng)
 
 
 def sharpen_targets(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -114,8 +137,7 @@ def synthesize_lr(hr, config: ml_collections.ConfigDict, rng=None, kernel=None):
   if _pipeline(deg) != "classical":
     if rng is None:
       raise ValueError(f"config.degradation.pipeline={deg.pipeline!r} needs the step's rng")
-    lr, _, _ = realworld.degrade(hr, rng, deg[deg.pipeline], s, deg.sharpen)
-    return jax.lax.stop_gradient(lr)
+    return jax.lax.stop_gradient(_realworld_lr(hr, rng, deg, s))
   if deg.kernel == "bicubic":
     # MATLAB's uint8 path rounds after each axis pass; quantize=True reproduces it bit for bit.
     lr = imresize(hr, 1.0 / s, quantize=deg.quantize)
