@@ -9,7 +9,10 @@ back-projection iterations.
 Args: scale=2|3|4 (default 2), variant=paper|tiny, kernel=bicubic|file (default bicubic: the
 "ideal" case; "file" uses config.degradation.kernel_file, e.g. a kernel estimated by KernelGAN,
 and turns rotations and the self-ensemble off as the paper's X2_GIVEN_KERNEL_CONF does, since a
-kernel need not be symmetric), runlocal (a tiny net, a few iterations: seconds).
+kernel need not be symmetric), gradual=True (x2 only: the reference's X2_GRADUAL_IDEAL_CONF, six
+trainings at 1x1.5, 1.5x1, 1.5x1.5, 1.5x2, 2x1.5, 2x2 with 6, 6, 8, 10, 10, 12 back-projections;
+about six times the one jump's time; any other stage list through --config.zssr.gradual),
+runlocal (a tiny net, a few iterations: seconds).
 
 The default scores the two held-out photos bundled with scikit-image; point it at benchmarks with
 `--config.eval.sets=set5=/data/Set5,set14=/data/Set14` and at your own LR images with
@@ -23,9 +26,12 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, name="configs/zssr.py", scale=2, variant="paper", kernel="bicubic",
-                       runlocal=False)
+                       gradual=False, runlocal=False)
   if a["kernel"] not in ("bicubic", "file"):
     raise ValueError(f"configs/zssr.py: kernel must be bicubic or file, got {a['kernel']!r}")
+  if a["gradual"] and (a["scale"] != 2 or a["kernel"] != "bicubic"):
+    raise ValueError("configs/zssr.py: gradual=True is the reference's x2 bicubic configuration; "
+                     "for other scales set --config.zssr.gradual to a list of stages")
   config = ml_collections.ConfigDict()
   config.engine = "zeroshot"  # jsr.main runs jsr/zeroshot.py: one training per image.
   config.method = "zssr"
@@ -59,6 +65,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   z.noise_std = 0.0  # noise added to sons (0.0125 for real, noisy photos)
   z.back_projection_iters = 2 if given_kernel else 10
   z.self_ensemble = not given_kernel  # median over the 8 dihedral transforms
+  # Gradual SR: "HxW,HxW,..." stage scales ending at config.scale ("" = one jump), and each
+  # stage's back-projection iterations ("" = back_projection_iters for every stage).
+  z.gradual = "1x1.5,1.5x1,1.5x1.5,1.5x2,2x1.5,2x2" if a["gradual"] else ""
+  z.gradual_back_projection_iters = "6,6,8,10,10,12" if a["gradual"] else ""
   z.augment = ml_collections.ConfigDict()
   z.augment.leave_as_is_probability = 0.05
   z.augment.no_interpolate_probability = 0.45

@@ -41,6 +41,8 @@ flags.DEFINE_integer("steps", 4000, "Training steps per selfsup run.")
 flags.DEFINE_list("runs", ["bicubic", "true", "estimate"], "Selfsup runs (kernel assumptions).")
 flags.DEFINE_list("zssr", [], "Zero-shot runs: zssr_bicubic, kernelgan_zssr.")
 flags.DEFINE_list("zssr_sets", ["set5"], "Sets the zero-shot runs score (set5, set14).")
+flags.DEFINE_multi_string("zssr_flag", [], "Extra flags for the zero-shot runs, e.g. "
+                          "--zssr_flag=--config.zssr.augment.pad=mirror (repeatable).")
 flags.DEFINE_string("workdir", "/tmp/selfsup_blind", "Parent folder of the runs' workdirs.")
 flags.DEFINE_string("output", None, "JSON file for the results.")
 
@@ -91,7 +93,7 @@ def zeroshot_cmd(kind: str, workdir: Path) -> list[str]:
   config = {"zssr_bicubic": f"configs/zssr.py:scale={s}",
             "kernelgan_zssr": f"configs/kernelgan.py:scale={s}"}[kind]
   return [sys.executable, "-m", "jsr.main", f"--config={config}", f"--workdir={workdir}",
-          f"--config.eval.sets={_sets(FLAGS.zssr_sets)}"]
+          f"--config.eval.sets={_sets(FLAGS.zssr_sets)}", *FLAGS.zssr_flag]
 
 
 def main(argv):

@@ -93,8 +93,10 @@ def test_imresize_quantize_is_matlabs_uint8_path_bit_for_bit(h, w, scale):
 
 
 def test_imresize_rejects_bad_arguments():
-  with pytest.raises(ValueError, match="exactly one"):
+  with pytest.raises(ValueError, match="give scale, out_shape or both"):
     imresize(jnp.zeros((4, 4, 1)))
+  with pytest.raises(ValueError, match="out_shape must be positive"):
+    imresize(jnp.zeros((4, 4, 1)), 2, out_shape=(0, 8))
   with pytest.raises(ValueError, match="unknown kernel"):
     imresize(jnp.zeros((4, 4, 1)), 2, kernel="mitchell")
   with pytest.raises(ValueError, match=r"\(\.\.\., H, W, C\)"):

@@ -18,6 +18,7 @@ from jsr import io as jio
 from jsr import zeroshot
 from jsr.methods import zssr
 from jsr.ops.resize import imresize
+from tests.np_reference import imresize as ref_imresize  # MATLAB imresize.m, per pixel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,3 +219,70 @@ def test_affine_father_padding_where_the_map_leaves_the_image(pad):
     assert black == 0
   with pytest.raises(ValueError, match="augment.pad"):
     zssr.sample_father(img, 32, rng, aug_config(pad="zeros"))
+
+
+# --- Gradual ZSSR (the reference's X2_GRADUAL_IDEAL_CONF). ---
+
+
+def test_imresize_with_scale_and_size_samples_matlabs_grid():
+  # MATLAB's output pixel i (1-based) reads input coordinate i / scale + (1 - 1 / scale) / 2, a
+  # function of i and the scale only: giving a smaller size keeps the first rows and columns.
+  x = photo(9, 7)
+  full = imresize(jnp.asarray(x), scale=(2.0, 1.5))  # 18 x 11 (ceil 10.5)
+  part = imresize(jnp.asarray(x), scale=(2.0, 1.5), out_shape=(17, 10))
+  np.testing.assert_allclose(np.asarray(part), np.asarray(full)[:17, :10], atol=1e-6)
+  # ... and MATLAB's imresize.m written per output pixel, given both the size and the scales.
+  np.testing.assert_allclose(np.asarray(part), ref_imresize(x, 17, 10, 2.0, 1.5), atol=1e-5)
+  # A scale of 1 along an axis is the identity there (cubic weights 1 at 0, 0 at +-1, +-2).
+  np.testing.assert_allclose(np.asarray(imresize(x, scale=(1.0, 1.0))), np.asarray(x), atol=1e-6)
+
+
+def test_gradual_sources_are_picked_by_the_references_rule():
+  # Two sources: the input (zeros, base 1.0) and a 1.5x output (ones, base 1.5). Crops only: the
+  # drawn scale is U(0.5, 1.5), and the reference takes the first source whose base is at least
+  # it, so half the fathers come from the 1.5x output; a leave-as-is father is always the input.
+  small, big = np.zeros((40, 40, 3), np.float32), np.ones((60, 60, 3), np.float32)
+  rng = np.random.default_rng(0)
+  aug = aug_config(leave_as_is_probability=0.0, no_interpolate_probability=1.0)
+  means = [zssr.sample_father(small, 32, rng, aug, [small, big], [1.0, 1.5]).mean()
+           for _ in range(400)]
+  assert set(np.unique(means)) == {0.0, 1.0}
+  assert abs(np.mean(means) - 0.5) < 0.08
+  aug = aug_config(leave_as_is_probability=1.0, no_interpolate_probability=0.0)
+  assert all(zssr.sample_father(small, 32, rng, aug, [small, big], [1.0, 1.5]).max() == 0.0
+             for _ in range(20))
+  assert zssr.pick_source(1.2, [1.0, 1.0, 1.0, 1.5, 1.5, 2.0]) == 3
+
+
+def test_gradual_back_projection_is_consistent_at_anisotropic_scales():
+  lr = jnp.asarray(photo(15, 13)[None])
+  sf = (1.5, 2.0)
+  sr0 = jnp.clip(imresize(lr, scale=sf) + 0.05, 0.0, 1.0)
+  chex.assert_shape(sr0, (1, 23, 26, 3))  # ceil(22.5), 26
+  down = lambda sr: imresize(sr, scale=(1 / 1.5, 0.5), out_shape=(15, 13))
+  err = lambda sr: float(jnp.sqrt(jnp.mean((down(sr) - lr) ** 2)))
+  sr = zssr.back_project(sr0, lr, None, 2, 10, sf=sf)
+  chex.assert_shape(sr, sr0.shape)
+  assert err(sr) < 0.1 * err(sr0)
+
+
+def test_gradual_run_trains_each_stage_and_checks_its_stages():
+  config = load_config("runlocal,gradual=True")
+  assert config.zssr.gradual == "1x1.5,1.5x1,1.5x1.5,1.5x2,2x1.5,2x2"  # X2_GRADUAL_IDEAL_CONF
+  config.zssr.gradual, config.zssr.gradual_back_projection_iters = "1x1.5,2x2", "1,2"
+  config.zssr.max_iters = 20
+  lr = photo(21, 25)
+  sr, log = zssr.super_resolve(lr, config, seed=0)
+  chex.assert_shape(sr, (42, 50, 3))
+  assert [st["scale"] for st in log["stages"]] == [[1.0, 1.5], [2.0, 2.0]]
+  assert log["iterations"] == sum(st["iterations"] for st in log["stages"]) == 40
+  with pytest.raises(ValueError, match="given kernel"):
+    zssr.super_resolve(lr, config, kernel=np.ones((3, 3)) / 9)
+  config.zssr.gradual = "1.5x1.5"
+  with pytest.raises(ValueError, match="must end at the run's scale 2x2"):
+    zssr.check_config(config)
+  config.zssr.gradual = "1.5x1.5,2x2,2x2"
+  with pytest.raises(ValueError, match="one value per stage"):
+    zssr.check_config(config)
+  with pytest.raises(ValueError, match="gradual=True is the reference's x2"):
+    load_config("runlocal,gradual=True,scale=4")

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jsr.models import common
+from jsr.ops.resize import imresize
 
 VARIANTS = {
     "tiny": dict(depth=3, features=8),
@@ -31,10 +32,17 @@ class ZSSRNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, scale: tuple[float, float] | None = None,
+               out_shape: tuple[int, int] | None = None):
+    """x (N, h, w, C) -> (N, s*h, s*w, C). ZSSR's gradual stages pass a per-axis `scale` and the
+    `out_shape` the son came from (the weights do not depend on the scale: the upsampling is not
+    learned)."""
     del train
     init = nn.initializers.variance_scaling(self.init_variance, "fan_in", "normal")
-    up = common.bicubic_upsample(x, self.scale)
+    if scale is None and out_shape is None:
+      up = common.bicubic_upsample(x, self.scale)
+    else:
+      up = imresize(x.astype(jnp.float32), scale=scale or self.scale, out_shape=out_shape)
     h = up
     for _ in range(self.depth - 1):
       h = nn.relu(common.conv(self.features, 3, dtype=self.dtype, use_bias=False,

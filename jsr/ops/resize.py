@@ -109,7 +109,10 @@ def imresize(x, scale: float | Sequence[float] | None = None,
   Args:
     x: array of shape (..., H, W, C), any float dtype; batch dims are optional.
     scale: a factor (or (sh, sw)); output size is ceil(scale * input size) as in MATLAB.
-    out_shape: (h, w) instead of `scale`; the scale is then out / in along each axis.
+    out_shape: (h, w) instead of `scale`; the scale is then out / in along each axis. Both may
+      be given (as in ZSSR's reference imresize): `scale` then sets the kernel and the sampling
+      grid, `out_shape` the size, e.g. a 9-px father's son of 5 px (ceil(9 / 2)) upscaled by 2
+      back to 9 px, not 10.
     kernel: "cubic" (default, a = -0.5), "box", "triangle"/"bilinear", "lanczos2", "lanczos3".
     antialias: widen the kernel when downscaling (MATLAB's default).
     precision: matmul precision; "highest" keeps float32 exact on GPUs (TF32 otherwise).
@@ -123,15 +126,19 @@ def imresize(x, scale: float | Sequence[float] | None = None,
   if x.ndim < 3:
     raise ValueError(f"imresize expects (..., H, W, C), got shape {x.shape}")
   in_h, in_w = x.shape[-3], x.shape[-2]
-  if (scale is None) == (out_shape is None):
-    raise ValueError("imresize: give exactly one of scale or out_shape")
-  if out_shape is not None:
-    out_h, out_w = (int(s) for s in out_shape)
-    sh, sw = out_h / in_h, out_w / in_w
-  else:
+  if scale is None and out_shape is None:
+    raise ValueError("imresize: give scale, out_shape or both")
+  if scale is not None:
     sh, sw = (float(scale), float(scale)) if np.isscalar(scale) else (float(s) for s in scale)
     if sh <= 0 or sw <= 0:
       raise ValueError(f"imresize: scale must be positive, got {scale}")
+  if out_shape is not None:
+    out_h, out_w = (int(s) for s in out_shape)
+    if out_h < 1 or out_w < 1:
+      raise ValueError(f"imresize: out_shape must be positive, got {tuple(out_shape)}")
+    if scale is None:
+      sh, sw = out_h / in_h, out_w / in_w
+  else:
     out_h, out_w = output_size(in_h, sh), output_size(in_w, sw)
   dtype = jnp.promote_types(x.dtype, jnp.float32)
   x = x.astype(dtype)
